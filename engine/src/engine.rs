@@ -1165,6 +1165,7 @@ impl Engine {
     }
 
     /// The only function that changes state.
+    // tidy: long function, one flat match with an arm per event is easier to audit whole.
     fn apply(&mut self, event: &Event) {
         match *event {
             Event::Rejected { .. } | Event::TransactionDuplicate { .. } => {}

@@ -15,6 +15,7 @@
 
 mod audit;
 mod command;
+pub mod decimal;
 mod engine;
 mod event;
 mod id_table;

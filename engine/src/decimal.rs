@@ -1,0 +1,136 @@
+//! Decimal text at the edges. FIX, JSON and config files speak in decimal strings; the engine
+//! speaks in integers. These helpers convert exactly, in both directions, and refuse anything
+//! they cannot represent rather than round it: floats never touch value.
+
+use core::fmt;
+
+/// Why a decimal string was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecimalError {
+    #[error("not a decimal number")]
+    Syntax,
+    #[error("more decimal places than the {0} allowed")]
+    TooPrecise(u8),
+    #[error("number too large")]
+    Overflow,
+    #[error("not a whole multiple of the increment")]
+    NotAMultiple,
+}
+
+/// Parses a non-negative decimal such as `"12.5"` into minor units with `scale` decimal places
+/// (`"12.5"` at scale 2 is 1250). Trailing zeros beyond the scale are accepted; significant
+/// digits beyond it are an error, never rounded.
+pub fn parse_units(text: &str, scale: u8) -> Result<u128, DecimalError> {
+    let text = text.trim();
+    let (whole, fraction) = match text.split_once('.') {
+        Some((whole, fraction)) => (whole, fraction),
+        None => (text, ""),
+    };
+    if whole.is_empty() && fraction.is_empty() {
+        return Err(DecimalError::Syntax);
+    }
+    let digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return Err(DecimalError::Syntax);
+    }
+    let significant = fraction.trim_end_matches('0');
+    if significant.len() > usize::from(scale) {
+        return Err(DecimalError::TooPrecise(scale));
+    }
+    let mut value: u128 = 0;
+    let mut push = |digit: u8| -> Result<(), DecimalError> {
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u128::from(digit - b'0')))
+            .ok_or(DecimalError::Overflow)?;
+        Ok(())
+    };
+    for digit in whole.bytes().chain(significant.bytes()) {
+        push(digit)?;
+    }
+    for _ in significant.len()..usize::from(scale) {
+        push(b'0')?;
+    }
+    Ok(value)
+}
+
+/// Parses a decimal that must be a whole number of `increment`s (both at `scale`), returning
+/// the count: a price into ticks, a quantity into lots.
+pub fn parse_increments(text: &str, scale: u8, increment: u128) -> Result<u128, DecimalError> {
+    let units = parse_units(text, scale)?;
+    if increment == 0 || units % increment != 0 {
+        return Err(DecimalError::NotAMultiple);
+    }
+    Ok(units / increment)
+}
+
+/// Formats minor units with `scale` decimal places, trimming trailing fractional zeros:
+/// 1250 at scale 2 is `"12.5"`, 1200 is `"12"`.
+pub fn format_units(units: u128, scale: u8) -> DecimalDisplay {
+    DecimalDisplay { units, scale }
+}
+
+/// The [`fmt::Display`] returned by [`format_units`]; it writes without allocating.
+#[derive(Clone, Copy, Debug)]
+pub struct DecimalDisplay {
+    units: u128,
+    scale: u8,
+}
+
+impl fmt::Display for DecimalDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let divisor = 10u128.pow(u32::from(self.scale));
+        let (whole, mut fraction) = (self.units / divisor, self.units % divisor);
+        write!(f, "{whole}")?;
+        if fraction == 0 {
+            return Ok(());
+        }
+        let mut width = usize::from(self.scale);
+        while fraction % 10 == 0 {
+            fraction /= 10;
+            width -= 1;
+        }
+        write!(f, ".{fraction:0width$}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exactly() {
+        assert_eq!(parse_units("12.5", 2), Ok(1250));
+        assert_eq!(parse_units("12", 2), Ok(1200));
+        assert_eq!(parse_units("0.01", 2), Ok(1));
+        assert_eq!(parse_units(".5", 1), Ok(5));
+        assert_eq!(parse_units("1.2300", 2), Ok(123));
+        assert_eq!(parse_units("0.000000001", 8), Err(DecimalError::TooPrecise(8)));
+        assert_eq!(parse_units("-1", 2), Err(DecimalError::Syntax));
+        assert_eq!(parse_units("1e5", 2), Err(DecimalError::Syntax));
+        assert_eq!(parse_units("", 2), Err(DecimalError::Syntax));
+        assert_eq!(parse_units(".", 2), Err(DecimalError::Syntax));
+        assert_eq!(parse_units("1.2.3", 2), Err(DecimalError::Syntax));
+        let huge = "9".repeat(40);
+        assert_eq!(parse_units(&huge, 0), Err(DecimalError::Overflow));
+    }
+
+    #[test]
+    fn increments() {
+        assert_eq!(parse_increments("60000.50", 2, 50), Ok(120_001));
+        assert_eq!(parse_increments("60000.25", 2, 50), Err(DecimalError::NotAMultiple));
+    }
+
+    #[test]
+    fn formats_and_round_trips() {
+        assert_eq!(format_units(1250, 2).to_string(), "12.5");
+        assert_eq!(format_units(1200, 2).to_string(), "12");
+        assert_eq!(format_units(1, 8).to_string(), "0.00000001");
+        assert_eq!(format_units(7, 0).to_string(), "7");
+        for units in [0u128, 1, 9, 10, 123_456_789, u128::from(u64::MAX)] {
+            let text = format_units(units, 6).to_string();
+            assert_eq!(parse_units(&text, 6), Ok(units));
+        }
+    }
+}
