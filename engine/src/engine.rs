@@ -60,6 +60,21 @@ pub struct Balance {
     pub held: Amount,
 }
 
+/// Where an order is in its life. Live orders are `New` or `PartiallyFilled`; the others are
+/// final and follow from the event that ended the order: a [`Event::Trade`] that left no leaves
+/// (`Filled`), an [`Event::OrderCancelled`] (`Cancelled`, or `Expired` for a DAY order at end of
+/// day) or an [`Event::Rejected`] (`Rejected`, never live).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum OrderState {
+    New = 1,
+    PartiallyFilled = 2,
+    Filled = 3,
+    Cancelled = 4,
+    Rejected = 5,
+    Expired = 6,
+}
+
 /// A read-only copy of a live order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrderView {
@@ -77,6 +92,21 @@ pub struct OrderView {
     pub leaves: Quantity,
     /// What the order still holds, in the quote asset for buys and the base asset for sells.
     pub hold: Amount,
+}
+
+impl OrderView {
+    /// A live order is new until its first fill.
+    pub fn state(&self) -> OrderState {
+        if self.leaves == self.quantity {
+            OrderState::New
+        } else {
+            OrderState::PartiallyFilled
+        }
+    }
+
+    pub fn filled(&self) -> Quantity {
+        Quantity(self.quantity.0 - self.leaves.0)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

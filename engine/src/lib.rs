@@ -22,7 +22,7 @@ mod id_table;
 mod types;
 
 pub use command::{Command, CommandBody, InstrumentSpec, NewOrder};
-pub use engine::{Balance, Engine, EngineConfig, OrderView};
+pub use engine::{Balance, Engine, EngineConfig, OrderState, OrderView};
 pub use event::{
     Bucket, CancelReason, CountingSink, Event, EventSink, LegKind, RejectReason, ALL_REJECT_REASONS,
 };

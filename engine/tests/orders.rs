@@ -598,3 +598,14 @@ fn reject_codes_are_stable_and_explained() {
     }
     assert_eq!(RejectReason::from_code(0), None);
 }
+
+#[test]
+fn live_order_state_follows_fills() {
+    let mut h = Harness::funded();
+    h.place(limit(1, BOB, Side::Sell, 10_000, 5));
+    assert_eq!(h.engine.order(OrderId(1)).unwrap().state(), engine::OrderState::New);
+    h.place(limit(2, ALICE, Side::Buy, 10_000, 2));
+    let order = h.engine.order(OrderId(1)).unwrap();
+    assert_eq!(order.state(), engine::OrderState::PartiallyFilled);
+    assert_eq!(order.filled(), Quantity(2));
+}
