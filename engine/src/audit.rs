@@ -215,7 +215,7 @@ impl Engine {
         }
         assert_eq!(self.transaction_index.len(), self.transactions.len());
         for (index, record) in self.transactions.iter().enumerate() {
-            assert_eq!(self.transaction_index.get(record.id.0), Some(index as u32));
+            assert_eq!(self.transaction_index.get(record.id.0), u32::try_from(index).ok());
             assert!(record.debit_account != record.credit_account);
         }
     }

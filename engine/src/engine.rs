@@ -169,6 +169,9 @@ pub(crate) struct InstrumentState {
     pub(crate) halted: bool,
     pub(crate) spec: InstrumentSpec,
     pub(crate) reference_price: Price,
+    /// The price band around `reference_price`, recomputed only when the reference moves, so
+    /// that validating an order costs no 128-bit division.
+    pub(crate) band: (Price, Price),
     /// `[bids, asks]`, each sorted ascending by [`side_key`], best at the end.
     pub(crate) sides: [Vec<(u64, u32)>; 2],
 }
@@ -358,6 +361,7 @@ impl Engine {
                 halted: false,
                 spec: empty_spec,
                 reference_price: Price(0),
+                band: (Price(0), Price(0)),
                 sides: [Vec::with_capacity(levels_max), Vec::with_capacity(levels_max)],
             })
             .collect();
@@ -552,7 +556,7 @@ impl Engine {
                 }
             }
             OrderType::Limit => {
-                validate_price(spec, instrument.reference_price, order.price)?;
+                validate_price(spec, instrument.band, order.price)?;
                 let would_take =
                     best.is_some_and(|(price, _)| crosses(order.side, order.price, price));
                 if order.post_only && would_take {
@@ -591,8 +595,7 @@ impl Engine {
         match (order.order_type, order.side) {
             (OrderType::Limit, _) => order.price,
             (OrderType::Market, side) => {
-                let (lower, upper) =
-                    band(spec, self.instruments[spec.instrument.0 as usize].reference_price);
+                let (lower, upper) = self.instruments[spec.instrument.0 as usize].band;
                 match side {
                     Side::Buy => upper,
                     Side::Sell => lower,
@@ -627,15 +630,23 @@ impl Engine {
                         }
                     }
                 }
-                let mut take = (order.quantity.0 - filled).min(maker.leaves.0);
-                if market_buy {
-                    take = take.min(affordable(spec, budget, level.price, Quantity(take)).0);
-                    let value = notional(level.price, Quantity(take), spec.quote_per_tick_lot);
-                    budget = budget.minus(value.plus(fee(value, spec.taker_fee_bps)));
-                }
-                filled += take;
-                if filled == order.quantity.0 || take == 0 {
-                    return Quantity(filled);
+                // Matching may take one maker in several fills: a market buy's fee rounds down
+                // per fill, so the budget left after one fill can afford more of the same maker
+                // than a single fill could. Walk it the same way, or FOK would kill an order that
+                // matching fills entirely.
+                let mut maker_leaves = maker.leaves.0;
+                while maker_leaves > 0 {
+                    let mut take = (order.quantity.0 - filled).min(maker_leaves);
+                    if market_buy {
+                        take = take.min(affordable(spec, budget, level.price, Quantity(take)).0);
+                        let value = notional(level.price, Quantity(take), spec.quote_per_tick_lot);
+                        budget = budget.minus(value.plus(fee(value, spec.taker_fee_bps)));
+                    }
+                    filled += take;
+                    maker_leaves -= take;
+                    if filled == order.quantity.0 || take == 0 {
+                        return Quantity(filled);
+                    }
                 }
             }
         }
@@ -875,7 +886,7 @@ impl Engine {
             return Err(RejectReason::InstrumentHalted);
         }
         let spec = &instrument.spec;
-        validate_price(spec, instrument.reference_price, price)?;
+        validate_price(spec, instrument.band, price)?;
         validate_quantity(spec, quantity)?;
         let filled = order.quantity.0 - order.leaves.0;
         if quantity.0 <= filled {
@@ -1282,7 +1293,11 @@ impl Engine {
                 if taker_leaves.0 == 0 {
                     self.close_slot(taker_slot);
                 }
-                self.instruments[instrument.0 as usize].reference_price = price;
+                let state = &mut self.instruments[instrument.0 as usize];
+                if state.reference_price != price {
+                    state.reference_price = price;
+                    state.band = band(&state.spec, price);
+                }
             }
             Event::Ledger {
                 kind,
@@ -1345,6 +1360,7 @@ impl Engine {
                 state.live = true;
                 state.spec = spec;
                 state.reference_price = spec.reference_price;
+                state.band = band(&spec, spec.reference_price);
             }
             Event::InstrumentHalted { instrument, halted } => {
                 self.instruments[instrument.0 as usize].halted = halted;
@@ -1665,13 +1681,12 @@ fn validate_quantity(spec: &InstrumentSpec, quantity: Quantity) -> Result<(), Re
 
 fn validate_price(
     spec: &InstrumentSpec,
-    reference: Price,
+    (lower, upper): (Price, Price),
     price: Price,
 ) -> Result<(), RejectReason> {
     if price.0 == 0 || price.0 % spec.tick_size.0 != 0 {
         return Err(RejectReason::InvalidPrice);
     }
-    let (lower, upper) = band(spec, reference);
     if price < lower || price > upper {
         return Err(RejectReason::PriceOutsideBand);
     }

@@ -175,6 +175,14 @@ pub fn notional(price: Price, quantity: Quantity, quote_per_tick_lot: u64) -> Am
 /// A fee of `bps` basis points on `value`, rounded down in the payer's favour.
 #[inline]
 pub fn fee(value: Amount, bps: u16) -> Amount {
+    // Almost every notional fits in 64 bits with room for the multiplication; 128-bit division
+    // is a library call, so take the native path when it is exact.
+    const FAST_MAX: u128 = (u64::MAX / 10_000) as u128;
+    if value.0 <= FAST_MAX {
+        #[allow(clippy::cast_possible_truncation)] // Checked just above.
+        let value = value.0 as u64;
+        return Amount(u128::from(value * u64::from(bps) / 10_000));
+    }
     Amount(value.0 * u128::from(bps) / 10_000)
 }
 
