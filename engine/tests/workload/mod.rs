@@ -516,7 +516,7 @@ impl Workload {
             } => {
                 let instrument = self.instrument(instrument);
                 let spec = &specs[instrument.0 as usize];
-                let reference = market.reference_price(instrument).unwrap_or(spec.reference_price);
+                let reference = anchor(market, spec);
                 // Positive offsets lean towards the other side, so buys above the reference and
                 // sells below it tend to cross resting orders.
                 let ticks = i64::from(offset) * i64::try_from(spec.tick_size.0).unwrap();
@@ -557,7 +557,7 @@ impl Workload {
             } => {
                 let instrument = self.instrument(instrument);
                 let spec = &specs[instrument.0 as usize];
-                let reference = market.reference_price(instrument).unwrap_or(spec.reference_price);
+                let reference = anchor(market, spec);
                 let quantity = Quantity(u64::from(lots) * spec.lot_size.0).max(spec.quantity_min);
                 let value = u128::from(reference.0)
                     * u128::from(quantity.0)
@@ -730,6 +730,16 @@ impl Workload {
             self.account(raw)
         }
     }
+}
+
+/// The price new orders are placed around: halfway between the last trade and the instrument's
+/// opening price. Centring on the last trade alone makes prices a random walk that, over a long
+/// stream, drifts far enough (to a few ticks, where the band admits one price, or to tens of
+/// thousands) that most orders are rejected; the pull back keeps long streams trading.
+fn anchor(market: &impl Market, spec: &InstrumentSpec) -> Price {
+    let last = market.reference_price(spec.instrument).unwrap_or(spec.reference_price);
+    let middle = (last.0 + spec.reference_price.0) / 2;
+    Price(middle / spec.tick_size.0 * spec.tick_size.0)
 }
 
 /// Breaks a valid order in the way `defect` names.
