@@ -16,7 +16,7 @@ use workload::{Market, Op, Workload};
 
 /// Cases per proptest run unless `PROPTEST_CASES` says otherwise: enough to reach every reject
 /// and every cancel reason many times while keeping the test profile's run near ten seconds.
-const CASES_DEFAULT: u32 = 256;
+const CASES_DEFAULT: u32 = 512;
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CASES_DEFAULT)
@@ -120,7 +120,7 @@ impl Pair {
 
 /// Capacities small enough that order, per-account and level limits are hit regularly.
 fn config() -> impl Strategy<Value = EngineConfig> {
-    (6u32..40, 2u32..10, 2u32..7, 20u32..200).prop_map(|(orders, per_account, levels, txs)| {
+    (1u32..40, 1u32..10, 1u32..7, 20u32..200).prop_map(|(orders, per_account, levels, txs)| {
         let mut config = workload::small_config(orders, per_account, levels);
         config.transactions_max = txs;
         config
