@@ -1,1 +1,151 @@
-fn main() {}
+//! The `exchange` binary: command-line parsing and wiring only. Every command's logic lives in a
+//! workspace crate; this file turns flags into that crate's settings and prints its results.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use benches::{EngineBenchConfig, Mix, WalletBenchConfig};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "exchange", version, about = "Low-latency exchange and wallet engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a benchmark (build with --release): engine or wallet.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Order engine (risk, matching, settlement) on a pinned thread: closed-loop throughput,
+    /// open-loop latency at fixed offered rates, and the orderbook-rs peer on the same stream.
+    Engine(EngineArgs),
+    /// Wallet transfers through the engine on a pinned thread: closed-loop throughput and
+    /// open-loop latency at fixed offered rates.
+    Wallet(WalletArgs),
+}
+
+/// Flags shared by both benchmarks. Unset flags take the defaults (or the --quick defaults).
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// Measured commands per run.
+    #[arg(long)]
+    commands: Option<usize>,
+    /// Untimed warm-up commands replayed before each measured run.
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Offered rates for the open-loop latency runs, commands per second (repeatable or a comma
+    /// list; the first is the JSON headline) [default: 1000000,3000000].
+    #[arg(long = "rate", value_delimiter = ',')]
+    rates_per_sec: Option<Vec<u64>>,
+    /// Funded trading accounts [default: 10000].
+    #[arg(long)]
+    accounts: Option<u32>,
+    /// Seed of the command stream generator [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Directory for .hgrm files and PNG plots [default: ./bench-out].
+    #[arg(long = "out")]
+    out_dir: Option<PathBuf>,
+    /// Small streams for a smoke test.
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object with the results as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct EngineArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Instrument counts, one scenario each (repeatable or a comma list) [default: 1,100].
+    #[arg(long, value_delimiter = ',')]
+    instruments: Option<Vec<u32>>,
+    /// Order flows: exchange-core, market-selftrade (repeatable or a comma list)
+    /// [default: exchange-core].
+    #[arg(long = "mix", value_delimiter = ',')]
+    mixes: Option<Vec<Mix>>,
+    /// Orders pre-placed on each book before the warm-up; the generator keeps books near this
+    /// [default: 1000 on one book, 1000 spread over more books but at least 100 per book].
+    #[arg(long)]
+    resting: Option<u32>,
+    /// Skip the orderbook-rs peer run.
+    #[arg(long)]
+    no_peer: bool,
+}
+
+#[derive(Debug, Args)]
+struct WalletArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Percent of commands that resend an earlier transfer unchanged [default: 4].
+    #[arg(long)]
+    retry_percent: Option<u64>,
+}
+
+fn engine_config(args: EngineArgs) -> EngineBenchConfig {
+    let common = args.common;
+    let base = if common.quick { EngineBenchConfig::quick() } else { EngineBenchConfig::default() };
+    EngineBenchConfig {
+        mixes: args.mixes.unwrap_or(base.mixes),
+        instruments: args.instruments.unwrap_or(base.instruments),
+        accounts: common.accounts.unwrap_or(base.accounts),
+        resting_per_instrument: args.resting.or(base.resting_per_instrument),
+        measured_commands: common.commands.unwrap_or(base.measured_commands),
+        warmup_commands: common.warmup.unwrap_or(base.warmup_commands),
+        rates_per_sec: common.rates_per_sec.unwrap_or(base.rates_per_sec),
+        seed: common.seed.unwrap_or(base.seed),
+        out_dir: common.out_dir.unwrap_or(base.out_dir),
+        peer: !args.no_peer,
+    }
+}
+
+fn wallet_config(args: WalletArgs) -> WalletBenchConfig {
+    let common = args.common;
+    let base = if common.quick { WalletBenchConfig::quick() } else { WalletBenchConfig::default() };
+    WalletBenchConfig {
+        accounts: common.accounts.unwrap_or(base.accounts),
+        measured_commands: common.commands.unwrap_or(base.measured_commands),
+        warmup_commands: common.warmup.unwrap_or(base.warmup_commands),
+        retry_percent: args.retry_percent.unwrap_or(base.retry_percent),
+        rates_per_sec: common.rates_per_sec.unwrap_or(base.rates_per_sec),
+        seed: common.seed.unwrap_or(base.seed),
+        out_dir: common.out_dir.unwrap_or(base.out_dir),
+        ..base
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.command {
+        Command::Bench { bench: Bench::Engine(args) } => {
+            let json = args.common.json;
+            let report = benches::engine_bench::run(&engine_config(args), &mut out)
+                .context("bench engine")?;
+            if json {
+                writeln!(out, "{}", report.to_json_line()?)?;
+            }
+        }
+        Command::Bench { bench: Bench::Wallet(args) } => {
+            let json = args.common.json;
+            let report =
+                benches::wallet::run(&wallet_config(args), &mut out).context("bench wallet")?;
+            if json {
+                writeln!(out, "{}", report.to_json_line()?)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,29 @@
-//! Benchmarks.
+//! Load generators and benchmarks for the exchange: `exchange bench engine` and
+//! `exchange bench wallet`.
+//!
+//! In: settings from the CLI. Out: a percentile report for people (on a writer the caller
+//! gives), `.hgrm` percentile distributions and PNG percentile plots in an output directory, and
+//! a report struct the CLI prints as one JSON line. Command streams are generated up front from
+//! a seed ([`market`], [`wallet`]), replayed through a fresh [`engine::Engine`] on a thread
+//! pinned to the last core, and timed closed-loop (throughput) and open-loop at fixed offered
+//! rates with coordinated omission corrected ([`runner`]). The engine bench also drives the same
+//! stream through the `orderbook-rs` crate as a peer ([`peer`]).
+//!
+//! This crate never changes the engine's behaviour and never skips work: every command of every
+//! stream, setup and warm-up included, goes through the engine's public `handle`, and each run
+//! must end in the exact state (by state hash) the stream's generator predicted.
+
+pub mod engine_bench;
+mod error;
+pub mod market;
+pub mod peer;
+pub mod plot;
+pub mod report;
+pub mod rng;
+pub mod runner;
+pub mod wallet;
+
+pub use engine_bench::{EngineBenchConfig, EngineBenchReport};
+pub use error::BenchError;
+pub use market::Mix;
+pub use wallet::{WalletBenchConfig, WalletBenchReport};
