@@ -7,7 +7,8 @@ mod reference;
 mod workload;
 
 use engine::{
-    AccountId, AssetId, Command, Engine, EngineConfig, Event, InstrumentId, RejectReason, Side,
+    AccountId, AssetId, Command, Engine, EngineConfig, Event, InstrumentId, InstrumentSpec,
+    RejectReason, Side,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -16,7 +17,7 @@ use workload::{Market, Op, Workload};
 
 /// Cases per proptest run unless `PROPTEST_CASES` says otherwise: enough to reach every reject
 /// and every cancel reason many times while keeping the test profile's run near ten seconds.
-const CASES_DEFAULT: u32 = 512;
+const CASES_DEFAULT: u32 = 1_024;
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CASES_DEFAULT)
@@ -32,10 +33,19 @@ struct Pair {
 
 impl Pair {
     fn new(config: EngineConfig, accounts: u32, instruments: u32) -> Pair {
+        Pair::with_specs(config, accounts, instruments, workload::instrument_specs())
+    }
+
+    fn with_specs(
+        config: EngineConfig,
+        accounts: u32,
+        instruments: u32,
+        specs: [InstrumentSpec; 3],
+    ) -> Pair {
         let mut pair = Pair {
             engine: Engine::new(config),
             model: Reference::new(config),
-            workload: Workload::new(accounts, instruments),
+            workload: Workload::with_specs(accounts, instruments, specs),
             events: Vec::new(),
         };
         for command in pair.workload.genesis() {
@@ -127,6 +137,24 @@ fn config() -> impl Strategy<Value = EngineConfig> {
     })
 }
 
+/// The default instruments with fees, bands and the quote multiplier varied, so that fee and
+/// band rounding meet many different numbers. Tick and lot sizes stay, and the workload's prices
+/// and quantities are built from them.
+fn specs() -> impl Strategy<Value = [InstrumentSpec; 3]> {
+    let variation =
+        (0u16..=60, 0u16..=60, prop_oneof![Just(0u16), Just(300), 500u16..3_000], 1u64..=9);
+    [variation.clone(), variation.clone(), variation].prop_map(|variations| {
+        let mut specs = workload::instrument_specs();
+        for (spec, (maker, taker, band, multiplier)) in specs.iter_mut().zip(variations) {
+            spec.maker_fee_bps = maker;
+            spec.taker_fee_bps = taker;
+            spec.band_bps = band;
+            spec.quote_per_tick_lot = multiplier;
+        }
+        specs
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
@@ -138,6 +166,19 @@ proptest! {
         ops in prop::collection::vec(workload::op(), 1..600),
     ) {
         let mut pair = Pair::new(config, accounts, instruments);
+        for op in &ops {
+            pair.op(op)?;
+        }
+    }
+
+    #[test]
+    fn engine_matches_reference_with_varied_instruments(
+        config in config(),
+        specs in specs(),
+        instruments in 2u32..=3,
+        ops in prop::collection::vec(workload::op(), 1..400),
+    ) {
+        let mut pair = Pair::with_specs(config, 4, instruments, specs);
         for op in &ops {
             pair.op(op)?;
         }

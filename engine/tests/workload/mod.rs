@@ -391,10 +391,16 @@ pub struct Workload {
     next_transaction_id: u128,
     /// Every wallet command sent so far, for retries.
     wallet_commands: Vec<CommandBody>,
+    specs: [InstrumentSpec; 3],
 }
 
 impl Workload {
     pub fn new(accounts: u32, instruments: u32) -> Workload {
+        Workload::with_specs(accounts, instruments, instrument_specs())
+    }
+
+    /// A workload over instruments with other fees, bands or multipliers than the defaults.
+    pub fn with_specs(accounts: u32, instruments: u32, specs: [InstrumentSpec; 3]) -> Workload {
         assert!((1..=8).contains(&accounts) && (1..=3).contains(&instruments));
         Workload {
             accounts,
@@ -404,6 +410,7 @@ impl Workload {
             next_order_id: 1,
             next_transaction_id: 1,
             wallet_commands: Vec::new(),
+            specs,
         }
     }
 
@@ -420,7 +427,7 @@ impl Workload {
         for (asset, scale) in ASSETS.iter().zip([2u8, 8, 8]) {
             bodies.push(CommandBody::AddAsset { asset: *asset, scale });
         }
-        for spec in instrument_specs().iter().take(self.instruments as usize) {
+        for spec in self.specs.iter().take(self.instruments as usize) {
             bodies.push(CommandBody::AddInstrument(*spec));
         }
         for account in 1..=self.accounts {
@@ -500,7 +507,7 @@ impl Workload {
     }
 
     fn body(&mut self, op: &Op, market: &impl Market) -> CommandBody {
-        let specs = instrument_specs();
+        let specs = self.specs;
         match *op {
             Op::Limit {
                 account,
