@@ -85,10 +85,20 @@ fn curve(latency_ns: &Histogram<u64>, nines_max: f64) -> Vec<(f64, f64)> {
         #[allow(clippy::cast_precision_loss)]
         points.push((x, step.value_iterated_to().max(1) as f64));
     }
-    // Plot coordinates only.
+    // The maximum, as the upper end of its bucket like every other point, so the curve does
+    // not dip at its end.
     #[allow(clippy::cast_precision_loss)]
-    let last = ((latency_ns.len().max(2) as f64).log10().min(nines_max), latency_ns.max() as f64);
+    let last = (
+        (latency_ns.len().max(2) as f64).log10().min(nines_max),
+        latency_ns.highest_equivalent(latency_ns.max()) as f64,
+    );
     points.push(last);
+    // A quantile function never decreases; keep rounding between buckets from suggesting it.
+    let mut running_max = 0.0f64;
+    for point in &mut points {
+        running_max = running_max.max(point.1);
+        point.1 = running_max;
+    }
     points
 }
 
@@ -123,7 +133,7 @@ fn draw(
     let root = BitMapBackend::new(path, (1200, 750)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut builder = ChartBuilder::on(&root);
-    builder.margin(20).x_label_area_size(50).y_label_area_size(90);
+    builder.margin(20).margin_right(50).x_label_area_size(50).y_label_area_size(100);
     if has_text {
         builder.caption(title, (FONT_FAMILY, 24));
     }
@@ -143,7 +153,8 @@ fn draw(
                 // Axis labels only.
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let value_ns = y.round() as u64;
-                human_ns(value_ns)
+                // Ticks fall on powers of ten; "100 µs" reads better than "100.00 µs".
+                human_ns(value_ns).replace(".00 ", " ")
             })
             .label_style((FONT_FAMILY, 16))
             .axis_desc_style((FONT_FAMILY, 18));
@@ -163,7 +174,7 @@ fn draw(
     if has_text {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .label_font((FONT_FAMILY, 16))
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK.mix(0.4))
