@@ -142,10 +142,12 @@ fn draw(
     let x_range = 0.0..x_max;
     let y_range = (y_min * 0.8..y_max * 1.25).log_scale();
     let mut chart = builder.build_cartesian_2d(x_range, y_range)?;
-    let mut mesh = chart.configure_mesh();
-    mesh.light_line_style(BLACK.mix(0.06)).bold_line_style(BLACK.mix(0.2));
     if has_text {
-        mesh.x_labels(nines_max as usize + 1)
+        chart
+            .configure_mesh()
+            .light_line_style(BLACK.mix(0.06))
+            .bold_line_style(BLACK.mix(0.2))
+            .x_labels(nines_max as usize + 1)
             .x_desc("percentile")
             .y_desc("latency (completion − intended start)")
             .x_label_formatter(&|x| nines_label(*x))
@@ -157,11 +159,25 @@ fn draw(
                 human_ns(value_ns).replace(".00 ", " ")
             })
             .label_style((FONT_FAMILY, 16))
-            .axis_desc_style((FONT_FAMILY, 18));
+            .axis_desc_style((FONT_FAMILY, 18))
+            .draw()?;
     } else {
-        mesh.x_labels(0).y_labels(0);
+        // Plotters' mesh needs a font even without labels, so draw the grid by hand: a
+        // vertical line at each whole nine, a horizontal one at each power of ten nanoseconds.
+        let (y_low, y_high) = (y_min * 0.8, y_max * 1.25);
+        let grid = BLACK.mix(0.2);
+        for nine in 0..=nines_max {
+            let x = f64::from(nine);
+            chart.draw_series(LineSeries::new([(x, y_low), (x, y_high)], grid))?;
+        }
+        let mut decade = 1.0f64;
+        while decade <= y_high {
+            if decade >= y_low {
+                chart.draw_series(LineSeries::new([(0.0, decade), (x_max, decade)], grid))?;
+            }
+            decade *= 10.0;
+        }
     }
-    mesh.draw()?;
     for (index, ((label, _), points)) in series.iter().zip(curves).enumerate() {
         let color = Palette99::pick(index).to_rgba();
         let line = chart.draw_series(LineSeries::new(points, color.stroke_width(3)))?;
