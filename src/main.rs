@@ -1,12 +1,19 @@
 //! The `exchange` binary: command-line parsing and wiring only. Every command's logic lives in a
 //! workspace crate; this file turns flags into that crate's settings and prints its results.
 
+mod config;
+mod huge_pages;
+
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use benches::{EngineBenchConfig, Mix, WalletBenchConfig};
 use clap::{Args, Parser, Subcommand};
+
+/// Large tables get transparent huge pages; see `huge_pages` for why and what it measured.
+#[global_allocator]
+static ALLOCATOR: huge_pages::HugePageAllocator = huge_pages::HugePageAllocator;
 
 #[derive(Debug, Parser)]
 #[command(name = "exchange", version, about = "Low-latency exchange and wallet engine")]
@@ -21,6 +28,13 @@ enum Command {
     Bench {
         #[command(subcommand)]
         bench: Bench,
+    },
+    /// Check a configuration: parse it, convert its decimals into engine units, build the
+    /// engine and apply genesis; print the instruments and the genesis state hash.
+    Config {
+        /// A TOML file like ops/exchange.toml [default: the embedded ops/exchange.toml].
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -146,6 +160,37 @@ fn main() -> anyhow::Result<()> {
                 writeln!(out, "{}", report.to_json_line()?)?;
             }
         }
+        Command::Config { config } => check_config(config.as_deref(), &mut out)?,
     }
+    Ok(())
+}
+
+fn check_config(path: Option<&std::path::Path>, out: &mut impl Write) -> anyhow::Result<()> {
+    let source =
+        path.map_or_else(|| "embedded ops/exchange.toml".to_owned(), |p| p.display().to_string());
+    let config = config::Config::load(path)?;
+    let engine = config.genesis_engine()?;
+    writeln!(out, "config: {source}")?;
+    writeln!(out, "{:?}", engine.config())?;
+    for instrument in &config.instruments {
+        let spec = config.instrument_spec(instrument)?;
+        writeln!(
+            out,
+            "instrument {} ({}): base_per_lot={} quote_per_tick_lot={} reference={} ticks, \
+             quantity {}..={} lots, band ±{} bps, fees maker {} / taker {} bps",
+            spec.instrument,
+            instrument.symbol,
+            spec.base_per_lot,
+            spec.quote_per_tick_lot,
+            spec.reference_price,
+            spec.quantity_min,
+            spec.quantity_max,
+            spec.band_bps,
+            spec.maker_fee_bps,
+            spec.taker_fee_bps,
+        )?;
+    }
+    let hash: String = engine.state_hash().iter().map(|byte| format!("{byte:02x}")).collect();
+    writeln!(out, "genesis: seq={} state_hash={hash}", engine.seq())?;
     Ok(())
 }
