@@ -72,7 +72,7 @@ impl Engine {
             out.u64(instrument.reference_price.0);
             for side in &instrument.sides {
                 out.u32(u32::try_from(side.len()).expect("levels_max < 2^32"));
-                for &(_, level_index) in side.iter().rev() {
+                for (_, level_index) in side.best_first() {
                     let level = &self.levels[level_index as usize];
                     out.u64(level.price.0);
                     out.u64(level.quantity.0);
@@ -132,15 +132,15 @@ impl Engine {
         let mut live_orders = 0usize;
         for (instrument_index, instrument) in self.instruments.iter().enumerate() {
             if !instrument.live {
-                assert!(instrument.sides.iter().all(Vec::is_empty));
+                assert!(instrument.sides.iter().all(crate::book::SideLevels::is_empty));
                 continue;
             }
             let spec = &instrument.spec;
             for side in [Side::Buy, Side::Sell] {
                 let levels = &instrument.sides[side_index(side)];
                 assert!(levels.len() <= self.config.levels_max as usize);
-                assert!(levels.windows(2).all(|pair| pair[0].0 < pair[1].0), "levels unsorted");
-                for &(key, level_index) in levels {
+                assert!(levels.is_strictly_sorted(), "levels unsorted");
+                for (key, level_index) in levels.best_first() {
                     let level = &self.levels[level_index as usize];
                     assert_eq!(key, crate::engine::side_key(side, level.price));
                     let (mut count, mut quantity, mut slot, mut prev) =
@@ -174,8 +174,8 @@ impl Engine {
                     live_orders += count as usize;
                 }
             }
-            let best = |side: Side| instrument.sides[side_index(side)].last();
-            if let (Some(&(_, bid)), Some(&(_, ask))) = (best(Side::Buy), best(Side::Sell)) {
+            let best = |side: Side| instrument.sides[side_index(side)].best();
+            if let (Some(bid), Some(ask)) = (best(Side::Buy), best(Side::Sell)) {
                 assert!(
                     self.levels[bid as usize].price < self.levels[ask as usize].price,
                     "crossed"

@@ -11,6 +11,7 @@
 //! O(1), a fill or cancel touches O(1) orders, and a new level is found by binary search. Each
 //! account also threads its live orders on an intrusive list, for mass cancel.
 
+use crate::book::SideLevels;
 use crate::command::{Command, CommandBody, InstrumentSpec, NewOrder};
 use crate::event::{Bucket, CancelReason, Event, EventSink, LegKind, RejectReason};
 use crate::id_table::IdTable;
@@ -173,7 +174,7 @@ pub(crate) struct InstrumentState {
     /// that validating an order costs no 128-bit division.
     pub(crate) band: (Price, Price),
     /// `[bids, asks]`, each sorted ascending by [`side_key`], best at the end.
-    pub(crate) sides: [Vec<(u64, u32)>; 2],
+    pub(crate) sides: [SideLevels; 2],
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -216,7 +217,7 @@ const TRANSACTION_RECORD_EMPTY: TransactionRecord = TransactionRecord {
 
 /// An empty vector whose whole capacity has been written once, so that no page of it faults on
 /// the hot path the first time a command uses it (STYLE.md §5: memory is taken once, at start).
-fn prefaulted<T: Copy>(capacity: usize, filler: T) -> Vec<T> {
+pub(crate) fn prefaulted<T: Copy>(capacity: usize, filler: T) -> Vec<T> {
     let mut vector = Vec::with_capacity(capacity);
     for slot in vector.spare_capacity_mut() {
         slot.write(filler);
@@ -390,7 +391,10 @@ impl Engine {
                 spec: empty_spec,
                 reference_price: Price(0),
                 band: (Price(0), Price(0)),
-                sides: [prefaulted(levels_max, (0, NONE)), prefaulted(levels_max, (0, NONE))],
+                sides: [
+                    SideLevels::with_capacity(levels_max),
+                    SideLevels::with_capacity(levels_max),
+                ],
             })
             .collect();
         let mut accounts =
@@ -614,8 +618,7 @@ impl Engine {
     /// Whether an order at `price` could rest: its level exists or there is room for a new one.
     fn level_available(&self, instrument: InstrumentId, side: Side, price: Price) -> bool {
         let levels = &self.instruments[instrument.0 as usize].sides[side_index(side)];
-        levels.len() < self.config.levels_max as usize
-            || levels.binary_search_by_key(&side_key(side, price), |&(key, _)| key).is_ok()
+        levels.len() < self.config.levels_max as usize || levels.find(side_key(side, price)).is_ok()
     }
 
     /// The furthest price an incoming order may trade at.
@@ -640,7 +643,7 @@ impl Engine {
         let mut filled = 0u64;
         let mut budget = order.quote_budget;
         let market_buy = order.order_type == OrderType::Market && order.side == Side::Buy;
-        for &(_, level_index) in levels.iter().rev() {
+        for (_, level_index) in levels.best_first() {
             let level = &self.levels[level_index as usize];
             if !crosses(order.side, limit, level.price) {
                 break;
@@ -698,8 +701,7 @@ impl Engine {
             if taker.leaves.0 == 0 {
                 return MatchEnd::Filled;
             }
-            let Some(&(_, level_index)) = self.instruments[instrument].sides[opposite].last()
-            else {
+            let Some(level_index) = self.instruments[instrument].sides[opposite].best() else {
                 return MatchEnd::Open;
             };
             let level = self.levels[level_index as usize];
@@ -1016,7 +1018,7 @@ impl Engine {
             while position > 0 {
                 position -= 1;
                 let (_, level_index) =
-                    self.instruments[instrument.0 as usize].sides[side][position];
+                    self.instruments[instrument.0 as usize].sides[side].get(position);
                 let mut slot = self.levels[level_index as usize].head;
                 while slot != NONE {
                     let order = self.orders[slot as usize];
@@ -1484,12 +1486,12 @@ impl Engine {
         let key = side_key(order.side, order.price);
         let levels_max = self.config.levels_max as usize;
         let side = &mut self.instruments[order.instrument.0 as usize].sides[side_index(order.side)];
-        let level_index = match side.binary_search_by_key(&key, |&(key, _)| key) {
-            Ok(position) => side[position].1,
+        let level_index = match side.find(key) {
+            Ok(position) => side.get(position).1,
             Err(position) => {
                 assert!(side.len() < levels_max, "level capacity checked before resting");
                 let level_index = self.levels_free.pop().expect("at most one level per order");
-                side.insert(position, (key, level_index));
+                side.insert(position, key, level_index);
                 self.levels[level_index as usize] = Level {
                     price: order.price,
                     quantity: Quantity(0),
@@ -1538,8 +1540,7 @@ impl Engine {
             let key = side_key(order.side, order.price);
             let side =
                 &mut self.instruments[order.instrument.0 as usize].sides[side_index(order.side)];
-            let position =
-                side.binary_search_by_key(&key, |&(key, _)| key).expect("level is listed");
+            let position = side.find(key).expect("level is listed");
             side.remove(position);
             self.levels_free.push(level_index);
         }
@@ -1656,7 +1657,7 @@ impl Engine {
     /// Best price and its total quantity on one side.
     pub fn best_level(&self, instrument: InstrumentId, side: Side) -> Option<(Price, Quantity)> {
         let state = self.instrument_live(instrument)?;
-        let &(_, level_index) = state.sides[side_index(side)].last()?;
+        let level_index = state.sides[side_index(side)].best()?;
         let level = &self.levels[level_index as usize];
         Some((level.price, level.quantity))
     }
@@ -1668,7 +1669,7 @@ impl Engine {
         side: Side,
     ) -> impl Iterator<Item = (Price, Quantity, u32)> + '_ {
         let sides = self.instrument_live(instrument).map(|state| &state.sides[side_index(side)]);
-        sides.into_iter().flat_map(|side| side.iter().rev()).map(|&(_, level_index)| {
+        sides.into_iter().flat_map(SideLevels::best_first).map(|(_, level_index)| {
             let level = &self.levels[level_index as usize];
             (level.price, level.quantity, level.orders)
         })
@@ -1679,8 +1680,8 @@ impl Engine {
         let mut ids = Vec::new();
         let Some(state) = self.instrument_live(instrument) else { return ids };
         let levels = &state.sides[side_index(side)];
-        if let Ok(position) = levels.binary_search_by_key(&side_key(side, price), |&(key, _)| key) {
-            let mut slot = self.levels[levels[position].1 as usize].head;
+        if let Ok(position) = levels.find(side_key(side, price)) {
+            let mut slot = self.levels[levels.get(position).1 as usize].head;
             while slot != NONE {
                 ids.push(self.orders[slot as usize].id);
                 slot = self.orders[slot as usize].next;

@@ -14,6 +14,7 @@
 //! reject, never growth, so a warmed-up engine allocates nothing per command.
 
 mod audit;
+mod book;
 mod command;
 pub mod decimal;
 mod engine;
