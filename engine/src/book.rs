@@ -94,7 +94,7 @@ mod tests {
             let mut side = SideLevels::with_capacity(256);
             for index in 0..len {
                 let key = (index as u64) * 3 + 10;
-                side.insert(index, key, index as u32);
+                side.insert(index, key, u32::try_from(index).unwrap());
             }
             let keys: Vec<u64> = (0..len).map(|index| side.get(index).0).collect();
             for probe in 0..(len as u64 * 3 + 20) {

@@ -352,6 +352,9 @@ pub struct Engine {
     pub(crate) levels_free: Vec<u32>,
     pub(crate) transactions: Vec<TransactionRecord>,
     pub(crate) transaction_index: IdTable<u128>,
+    /// The last order id looked up and its slot; order id zero (never live) means none. Not part
+    /// of the state: it only saves index probes.
+    pub(crate) slot_cache: (u64, u32),
 }
 
 impl Engine {
@@ -421,6 +424,7 @@ impl Engine {
             levels_free: (0..config.orders_max).rev().collect(),
             transactions: prefaulted(config.transactions_max as usize, TRANSACTION_RECORD_EMPTY),
             transaction_index: IdTable::with_len_max(config.transactions_max as usize),
+            slot_cache: (0, NONE),
         }
     }
 
@@ -1274,6 +1278,7 @@ impl Engine {
                     self_trade_prevention,
                 };
                 self.order_index.insert(order_id.0, slot);
+                self.slot_cache = (order_id.0, slot);
                 self.link_account(slot);
             }
             Event::OrderRested { order_id } => {
@@ -1432,8 +1437,15 @@ impl Engine {
     }
 
     #[inline]
-    fn slot_of(&self, order_id: OrderId) -> u32 {
-        self.order_index.get(order_id.0).expect("event names a live order")
+    fn slot_of(&mut self, order_id: OrderId) -> u32 {
+        // A command's events name the same order again and again (accepted, held, traded,
+        // rested); remembering the last lookup spares the index probe for all but the first.
+        if self.slot_cache.0 == order_id.0 {
+            return self.slot_cache.1;
+        }
+        let slot = self.order_index.get(order_id.0).expect("event names a live order");
+        self.slot_cache = (order_id.0, slot);
+        slot
     }
 
     /// Takes a finished order off the book (if resting), off its account and out of the index.
@@ -1445,6 +1457,9 @@ impl Engine {
         }
         self.unlink_account(slot);
         self.order_index.remove(order.id.0).expect("closed order was indexed");
+        if self.slot_cache.0 == order.id.0 {
+            self.slot_cache = (0, NONE);
+        }
         self.orders[slot as usize] = ORDER_SLOT_EMPTY;
         self.orders_free.push(slot);
     }
