@@ -194,7 +194,9 @@ impl Config {
             return Err(invalid(&place, "tick_size and lot_size must be positive"));
         }
         let base_unit = 10u128.pow(u32::from(base.scale));
-        let tick_lot = tick_units.checked_mul(lot_units).unwrap_or(u128::MAX);
+        let Some(tick_lot) = tick_units.checked_mul(lot_units) else {
+            return Err(invalid(&place, "tick_size × lot_size too large"));
+        };
         if tick_lot % base_unit != 0 {
             return Err(invalid(
                 &place,
