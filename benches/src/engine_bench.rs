@@ -304,6 +304,7 @@ fn file_stem(shape: &MarketShape) -> String {
 }
 
 /// Prints one scenario for people and writes its `.hgrm` files and plot.
+// tidy: long function, a report printed top to bottom reads best as one sequence.
 fn report_scenario(
     config: &EngineBenchConfig,
     shape: &MarketShape,

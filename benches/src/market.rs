@@ -58,9 +58,10 @@ pub enum Mix {
     /// limit, 6% cancel, 3% IOC limit.
     ExchangeCore,
     /// Taker-heavy flow with self-trades: 55% move, 20% new GTC limit, 10% cancel, 5% IOC limit,
-    /// 10% market (for 1..=5 lots; limit orders are for 1..=10). 30% of IOC and market orders and of crossing GTC orders come from the account
-    /// that owns the best opposite order, and every account has a self-trade-prevention mode
-    /// (none, cancel resting, cancel incoming, cancel both, by account number).
+    /// 10% market (for 1..=5 lots; limit orders are for 1..=10). 30% of IOC and market orders
+    /// and of crossing GTC orders come from the account that owns the best opposite order,
+    /// and every account has a self-trade-prevention mode (none, cancel resting, cancel
+    /// incoming, cancel both, by account number).
     MarketSelfTrade,
 }
 

@@ -5,7 +5,7 @@
 //!
 //! | our command | `orderbook-rs` call |
 //! | --- | --- |
-//! | new limit GTC / IOC | `add_limit_order_with_user(id, price, qty, side, Gtc / Ioc, user, None)` |
+//! | new limit GTC / IOC | `add_limit_order_with_user(id, price, qty, side, tif, user, None)` |
 //! | new market | `submit_market_order_with_user(id, qty, side, user)` |
 //! | cancel | `cancel_order(id)` |
 //! | amend (price move, same quantity) | `update_order(OrderUpdate::UpdatePrice { .. })` |

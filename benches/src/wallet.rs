@@ -265,6 +265,7 @@ fn measure(config: &WalletBenchConfig) -> WalletMeasurement {
 }
 
 /// Runs the wallet benchmark, writing the human report to `out` and files to the out dir.
+// tidy: long function, a report printed top to bottom reads best as one sequence.
 pub fn run(
     config: &WalletBenchConfig,
     out: &mut dyn Write,

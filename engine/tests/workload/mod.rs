@@ -506,6 +506,7 @@ impl Workload {
         self.command(body)
     }
 
+    // tidy: long function, one flat match with an arm per generated operation.
     fn body(&mut self, op: &Op, market: &impl Market) -> CommandBody {
         let specs = self.specs;
         match *op {
