@@ -1,0 +1,608 @@
+//! The journal: append-only segment files written through `memmap2`, each pre-allocated to a
+//! configured size and rolled over when full. Every record is framed with its length, its
+//! sequence number and a CRC32C, so recovery can tell a torn tail (a crash mid-append: truncated
+//! and reported) from corruption before the tail (refused, naming the segment and offset).
+//!
+//! ```text
+//! Segment file `<name>-<first seq, 20 digits>.journal`
+//!  0          8        12       16                24                32        36          64
+//!  +----------+--------+--------+-----------------+-----------------+---------+-----------+
+//!  | magic    | version| order  | first_seq (u64) | segment_bytes   | crc32c  | zero pad  |
+//!  | EXJRNL01 | (u32)  | (u32)  |                 | (u64)           | of 0..32|           |
+//!  +----------+--------+--------+-----------------+-----------------+---------+-----------+
+//!  64: frames, back to back, then zeros to the end of the pre-allocated file.
+//!
+//! Frame
+//!  0          4          8                16
+//!  +----------+----------+----------------+----------------------------------+
+//!  | length   | crc32c   | seq (u64)      | payload (`length` bytes)          |
+//!  | (u32)    | of seq + payload          |                                  |
+//!  +----------+----------+----------------+----------------------------------+
+//!  A zero length marks the end of the written part.
+//! ```
+//!
+//! `order` says how sequence numbers advance: strictly by one (the command journal: one record
+//! per command) or never backwards (the event journal: many events per command). Recovery checks
+//! it across segments.
+//!
+//! Durability is a policy ([`Durability`]); after each flush the journal publishes the highest
+//! sequence number it knows to be durable ([`Journal::watermark`]). Output paths release what a
+//! command produced only once the watermark has passed it. The flush runs on the caller's thread
+//! for now; moving `msync` to a flusher thread over a shared mapping is the next step for the
+//! group-commit policy.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use memmap2::MmapMut;
+
+const MAGIC: &[u8; 8] = b"EXJRNL01";
+const VERSION: u32 = 1;
+const SEGMENT_HEADER_BYTES: usize = 64;
+const FRAME_HEADER_BYTES: usize = 16;
+/// The largest payload a frame may claim; anything larger is corruption, not a record.
+pub const PAYLOAD_BYTES_MAX: usize = 1 << 16;
+
+/// How sequence numbers advance from one frame to the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeqOrder {
+    /// Each frame's seq is the previous one plus one.
+    Strict,
+    /// Each frame's seq is at least the previous one.
+    NonDecreasing,
+}
+
+impl SeqOrder {
+    fn code(self) -> u32 {
+        match self {
+            SeqOrder::Strict => 1,
+            SeqOrder::NonDecreasing => 2,
+        }
+    }
+
+    /// Whether `seq` could appear anywhere after `previous`, with records lost in between.
+    fn may_come_after(self, previous: u64, seq: u64) -> bool {
+        match self {
+            SeqOrder::Strict => seq > previous,
+            SeqOrder::NonDecreasing => seq >= previous,
+        }
+    }
+
+    fn follows(self, previous: u64, seq: u64) -> bool {
+        match self {
+            SeqOrder::Strict => seq == previous + 1,
+            SeqOrder::NonDecreasing => seq >= previous,
+        }
+    }
+}
+
+/// When appended records become durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Written to the page cache at commit; survives a process crash, not a power cut.
+    PageCache,
+    /// `msync` at most every `interval` or every `records` records, whichever comes first.
+    GroupCommit { interval: Duration, records: u64 },
+    /// `msync` at every commit, before anything is released.
+    SyncEachCommit,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    /// `page-cache`, `group-commit` (1 ms or 4096 records), `group-commit:<µs>:<records>`,
+    /// `sync`.
+    fn from_str(text: &str) -> Result<Durability, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        match parts.as_slice() {
+            ["page-cache"] => Ok(Durability::PageCache),
+            ["sync"] => Ok(Durability::SyncEachCommit),
+            ["group-commit"] => {
+                Ok(Durability::GroupCommit { interval: Duration::from_millis(1), records: 4096 })
+            }
+            ["group-commit", micros, records] => {
+                let micros: u64 =
+                    micros.parse().map_err(|_| format!("bad interval in {text:?}"))?;
+                let records: u64 = records.parse().map_err(|_| format!("bad count in {text:?}"))?;
+                if records == 0 {
+                    return Err("group-commit needs a positive record count".to_owned());
+                }
+                Ok(Durability::GroupCommit { interval: Duration::from_micros(micros), records })
+            }
+            _ => Err(format!(
+                "unknown durability {text:?}: expected page-cache, group-commit, \
+                 group-commit:<µs>:<records> or sync"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    pub directory: PathBuf,
+    /// File name prefix: `commands`, `events`.
+    pub name: String,
+    /// Size of each pre-allocated segment file.
+    pub segment_bytes: u64,
+    pub order: SeqOrder,
+    pub durability: Durability,
+    /// Truncate at the first corrupt frame instead of refusing to open. The report says what
+    /// was dropped.
+    pub truncate_corrupt: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    #[error("journal I/O on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a journal segment ({reason})")]
+    BadSegment { path: PathBuf, reason: &'static str },
+    #[error("{path} at offset {offset}: corrupt record ({reason}); refusing to start (an explicit truncate-corrupt option would drop everything from here)")]
+    Corrupt { path: PathBuf, offset: u64, reason: &'static str },
+    #[error("seq {seq} does not follow {previous} in {path} at offset {offset}")]
+    Sequence { path: PathBuf, offset: u64, previous: u64, seq: u64 },
+    #[error("payload of {0} bytes: must be a positive multiple of 8 that fits a segment")]
+    PayloadSize(usize),
+    #[error("append seq {seq} does not follow {previous}")]
+    AppendOutOfOrder { previous: u64, seq: u64 },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io { path: path.to_owned(), source }
+}
+
+/// What opening found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    pub segments: usize,
+    pub records: u64,
+    pub last_seq: Option<u64>,
+    /// A partial frame at the end of the last segment, zeroed: `(segment, offset, bytes)`.
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// With `truncate_corrupt`: where the corruption was and how many bytes were dropped.
+    pub truncated_corruption: Option<(PathBuf, u64, u64)>,
+}
+
+struct Segment {
+    path: PathBuf,
+    first_seq: u64,
+}
+
+/// The writing side of one journal.
+pub struct Journal {
+    config: JournalConfig,
+    segments: Vec<Segment>,
+    map: MmapMut,
+    /// Where the next frame goes in the current segment.
+    offset: usize,
+    last_seq: Option<u64>,
+    /// Bytes of the current segment written since the last flush start here.
+    unflushed_from: usize,
+    unflushed_records: u64,
+    last_flush: Instant,
+    watermark: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("name", &self.config.name)
+            .field("segments", &self.segments.len())
+            .field("offset", &self.offset)
+            .field("last_seq", &self.last_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+fn segment_path(directory: &Path, name: &str, first_seq: u64) -> PathBuf {
+    directory.join(format!("{name}-{first_seq:020}.journal"))
+}
+
+/// The segments of journal `name` in `directory`, oldest first.
+fn list_segments(directory: &Path, name: &str) -> Result<Vec<Segment>, JournalError> {
+    let mut segments = Vec::new();
+    let entries = match fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(segments),
+        Err(error) => return Err(io(directory)(error)),
+    };
+    let prefix = format!("{name}-");
+    for entry in entries {
+        let path = entry.map_err(io(directory))?.path();
+        let Some(file_name) = path.file_name().and_then(|name| name.to_str()) else { continue };
+        let Some(rest) = file_name.strip_prefix(&prefix) else { continue };
+        let Some(digits) = rest.strip_suffix(".journal") else { continue };
+        if let Ok(first_seq) = digits.parse::<u64>() {
+            segments.push(Segment { path, first_seq });
+        }
+    }
+    segments.sort_by_key(|segment| segment.first_seq);
+    Ok(segments)
+}
+
+fn segment_header(
+    order: SeqOrder,
+    first_seq: u64,
+    segment_bytes: u64,
+) -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    header[0..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&order.code().to_le_bytes());
+    header[16..24].copy_from_slice(&first_seq.to_le_bytes());
+    header[24..32].copy_from_slice(&segment_bytes.to_le_bytes());
+    let crc = crc32c::crc32c(&header[0..32]);
+    header[32..36].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+fn check_header(path: &Path, bytes: &[u8], order: SeqOrder) -> Result<u64, JournalError> {
+    let bad = |reason| JournalError::BadSegment { path: path.to_owned(), reason };
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        return Err(bad("shorter than its header"));
+    }
+    if &bytes[0..8] != MAGIC {
+        return Err(bad("wrong magic"));
+    }
+    let word =
+        |range: std::ops::Range<usize>| u32::from_le_bytes(bytes[range].try_into().expect("4"));
+    if word(32..36) != crc32c::crc32c(&bytes[0..32]) {
+        return Err(bad("header checksum mismatch"));
+    }
+    if word(8..12) != VERSION {
+        return Err(bad("unsupported version"));
+    }
+    if word(12..16) != order.code() {
+        return Err(bad("sequence order differs from this journal's"));
+    }
+    Ok(u64::from_le_bytes(bytes[16..24].try_into().expect("8")))
+}
+
+/// One frame read from a segment.
+enum Frame<'a> {
+    Record { seq: u64, payload: &'a [u8], next: usize },
+    End,
+    Bad(&'static str),
+}
+
+fn read_frame(bytes: &[u8], offset: usize) -> Frame<'_> {
+    if offset + 4 > bytes.len() {
+        return Frame::End;
+    }
+    let length = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4")) as usize;
+    if length == 0 {
+        return Frame::End;
+    }
+    if length > PAYLOAD_BYTES_MAX {
+        return Frame::Bad("length out of range");
+    }
+    let end = offset + FRAME_HEADER_BYTES + length;
+    if end > bytes.len() {
+        return Frame::Bad("frame runs past the end of the segment");
+    }
+    let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().expect("4"));
+    if crc != crc32c::crc32c(&bytes[offset + 8..end]) {
+        return Frame::Bad("checksum mismatch");
+    }
+    let seq = u64::from_le_bytes(bytes[offset + 8..offset + 16].try_into().expect("8"));
+    Frame::Record { seq, payload: &bytes[offset + FRAME_HEADER_BYTES..end], next: end }
+}
+
+/// Whether everything from `claimed_end` on is zero.
+fn zero_from(bytes: &[u8], offset: usize, claimed_end: usize) -> bool {
+    bytes[claimed_end.min(bytes.len()).max(offset)..].iter().all(|&byte| byte == 0)
+}
+
+/// Whether the bad frame at `offset` is the remains of an interrupted last append rather than
+/// damage to a record that others follow. It is torn only if its length is one the writer could
+/// have written, nothing but zeros lies beyond the extent it claims, and no valid frame that
+/// continues the sequence starts anywhere inside that extent (frames are 8-byte aligned, so a
+/// damaged length cannot hide later records).
+fn is_torn_tail(bytes: &[u8], offset: usize, last_seq: Option<u64>, order: SeqOrder) -> bool {
+    let claimed = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4")) as usize;
+    if claimed > PAYLOAD_BYTES_MAX {
+        return false;
+    }
+    let claimed_end = offset + FRAME_HEADER_BYTES + claimed;
+    if !zero_from(bytes, offset, claimed_end) {
+        return false;
+    }
+    let scan_end = claimed_end.min(bytes.len());
+    let mut candidate = offset + 8;
+    while candidate + FRAME_HEADER_BYTES <= scan_end {
+        if let Frame::Record { seq, .. } = read_frame(bytes, candidate) {
+            if last_seq.is_none_or(|previous| order.may_come_after(previous, seq)) {
+                return false;
+            }
+        }
+        candidate += 8;
+    }
+    true
+}
+
+fn map_file(path: &Path, create_bytes: Option<u64>) -> Result<(File, MmapMut), JournalError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create_bytes.is_some())
+        .truncate(false)
+        .open(path)
+        .map_err(io(path))?;
+    if let Some(bytes) = create_bytes {
+        file.set_len(bytes).map_err(io(path))?;
+    }
+    // SAFETY: `map_mut` is unsafe only because another process could change the file under the
+    // mapping; a data directory has one owning process, which alone opens its segments.
+    #[allow(unsafe_code)]
+    let map = unsafe { MmapMut::map_mut(&file) }.map_err(io(path))?;
+    Ok((file, map))
+}
+
+impl Journal {
+    /// Opens (or creates) the journal, scanning every segment: checksums, sequence order, and
+    /// the tail. A torn tail is zeroed and reported; corruption before it is an error unless
+    /// `truncate_corrupt` is set.
+    // tidy: long function, recovery reads best as one pass over the segments.
+    pub fn open(config: JournalConfig) -> Result<(Journal, OpenReport), JournalError> {
+        assert!(config.segment_bytes as usize > SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES);
+        fs::create_dir_all(&config.directory).map_err(io(&config.directory))?;
+        let segments = list_segments(&config.directory, &config.name)?;
+        let mut report = OpenReport { segments: segments.len(), ..OpenReport::default() };
+        let mut last_seq: Option<u64> = None;
+        let mut tail: Option<(MmapMut, usize)> = None;
+        let count = segments.len();
+        for (index, segment) in segments.iter().enumerate() {
+            let is_last = index + 1 == count;
+            let (_file, mut map) = map_file(&segment.path, None)?;
+            let first_seq = check_header(&segment.path, &map, config.order)?;
+            if first_seq != segment.first_seq {
+                let reason = "header first seq differs from its file name";
+                return Err(JournalError::BadSegment { path: segment.path.clone(), reason });
+            }
+            let mut offset = SEGMENT_HEADER_BYTES;
+            loop {
+                match read_frame(&map, offset) {
+                    Frame::Record { seq, next, .. } => {
+                        let follows =
+                            last_seq.is_none_or(|previous| config.order.follows(previous, seq));
+                        let opens_segment = offset == SEGMENT_HEADER_BYTES;
+                        let ordered = follows && (!opens_segment || seq >= first_seq);
+                        if !ordered {
+                            return Err(JournalError::Sequence {
+                                path: segment.path.clone(),
+                                offset: offset as u64,
+                                previous: last_seq.unwrap_or(0),
+                                seq,
+                            });
+                        }
+                        last_seq = Some(seq);
+                        report.records += 1;
+                        offset = next;
+                    }
+                    Frame::End => {
+                        // An append interrupted before its length was written leaves bytes
+                        // behind the end marker; clear them so they can never be misread.
+                        if is_last && !zero_from(&map, offset, offset) {
+                            let dropped = (map.len() - offset) as u64;
+                            map[offset..].fill(0);
+                            map.flush().map_err(io(&segment.path))?;
+                            report.torn_tail = Some((segment.path.clone(), offset as u64, dropped));
+                        }
+                        break;
+                    }
+                    Frame::Bad(reason) => {
+                        let dropped = (map.len() - offset) as u64;
+                        if is_last && is_torn_tail(&map, offset, last_seq, config.order) {
+                            map[offset..].fill(0);
+                            map.flush().map_err(io(&segment.path))?;
+                            report.torn_tail = Some((segment.path.clone(), offset as u64, dropped));
+                        } else if config.truncate_corrupt {
+                            map[offset..].fill(0);
+                            map.flush().map_err(io(&segment.path))?;
+                            report.truncated_corruption =
+                                Some((segment.path.clone(), offset as u64, dropped));
+                            for later in &segments[index + 1..] {
+                                fs::remove_file(&later.path).map_err(io(&later.path))?;
+                            }
+                        } else {
+                            let path = segment.path.clone();
+                            return Err(JournalError::Corrupt {
+                                path,
+                                offset: offset as u64,
+                                reason,
+                            });
+                        }
+                        break;
+                    }
+                }
+            }
+            if is_last || report.truncated_corruption.is_some() {
+                tail = Some((map, offset));
+                if report.truncated_corruption.is_some() {
+                    report.segments = index + 1;
+                    break;
+                }
+            }
+        }
+        let mut segments = segments;
+        segments.truncate(report.segments);
+        report.last_seq = last_seq;
+        let (map, offset) = match tail {
+            Some(tail) => tail,
+            None => {
+                let first_seq = last_seq.map_or(1, |seq| seq + 1);
+                let (segment, map) = Journal::create_segment(&config, first_seq)?;
+                segments.push(segment);
+                (map, SEGMENT_HEADER_BYTES)
+            }
+        };
+        let watermark = Arc::new(AtomicU64::new(last_seq.unwrap_or(0)));
+        let journal = Journal {
+            config,
+            segments,
+            map,
+            offset,
+            last_seq,
+            unflushed_from: offset,
+            unflushed_records: 0,
+            last_flush: Instant::now(),
+            watermark,
+        };
+        Ok((journal, report))
+    }
+
+    /// Creates, sizes and pre-faults a segment whose first record will be `first_seq`.
+    fn create_segment(
+        config: &JournalConfig,
+        first_seq: u64,
+    ) -> Result<(Segment, MmapMut), JournalError> {
+        let path = segment_path(&config.directory, &config.name, first_seq);
+        let (file, mut map) = map_file(&path, Some(config.segment_bytes))?;
+        // Writing every page now means appends never wait on the file system for a block.
+        map.fill(0);
+        map[..SEGMENT_HEADER_BYTES].copy_from_slice(&segment_header(
+            config.order,
+            first_seq,
+            config.segment_bytes,
+        ));
+        map.flush().map_err(io(&path))?;
+        file.sync_all().map_err(io(&path))?;
+        File::open(&config.directory)
+            .and_then(|directory| directory.sync_all())
+            .map_err(io(&config.directory))?;
+        Ok((Segment { path, first_seq }, map))
+    }
+
+    /// Appends one record. It is durable only after a [`Journal::commit`] says so.
+    pub fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), JournalError> {
+        if payload.is_empty() || payload.len() > PAYLOAD_BYTES_MAX || payload.len() % 8 != 0 {
+            return Err(JournalError::PayloadSize(payload.len()));
+        }
+        if let Some(previous) = self.last_seq {
+            if !self.config.order.follows(previous, seq) {
+                return Err(JournalError::AppendOutOfOrder { previous, seq });
+            }
+        }
+        let frame_bytes = FRAME_HEADER_BYTES + payload.len();
+        if self.offset + frame_bytes + 4 > self.map.len() {
+            self.roll_over(seq, frame_bytes)?;
+        }
+        let at = self.offset;
+        let length = u32::try_from(payload.len()).expect("bounded by PAYLOAD_BYTES_MAX");
+        self.map[at + 8..at + 16].copy_from_slice(&seq.to_le_bytes());
+        self.map[at + FRAME_HEADER_BYTES..at + frame_bytes].copy_from_slice(payload);
+        let crc = crc32c::crc32c(&self.map[at + 8..at + frame_bytes]);
+        self.map[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        // The length goes last: until it is written, recovery sees the end of the journal here.
+        self.map[at..at + 4].copy_from_slice(&length.to_le_bytes());
+        self.offset += frame_bytes;
+        self.last_seq = Some(seq);
+        self.unflushed_records += 1;
+        Ok(())
+    }
+
+    fn roll_over(&mut self, seq: u64, frame_bytes: usize) -> Result<(), JournalError> {
+        if SEGMENT_HEADER_BYTES + frame_bytes + 4 > self.config.segment_bytes as usize {
+            return Err(JournalError::PayloadSize(frame_bytes));
+        }
+        self.flush()?;
+        let (segment, map) = Journal::create_segment(&self.config, seq)?;
+        self.segments.push(segment);
+        self.map = map;
+        self.offset = SEGMENT_HEADER_BYTES;
+        self.unflushed_from = SEGMENT_HEADER_BYTES;
+        Ok(())
+    }
+
+    /// Ends a batch: makes its records durable as the policy says and advances the watermark.
+    /// Returns the durable sequence number.
+    pub fn commit(&mut self) -> Result<u64, JournalError> {
+        match self.config.durability {
+            Durability::PageCache => self.publish(),
+            Durability::SyncEachCommit => self.flush()?,
+            Durability::GroupCommit { interval, records } => {
+                if self.unflushed_records >= records || self.last_flush.elapsed() >= interval {
+                    self.flush()?;
+                }
+            }
+        }
+        Ok(self.durable_seq())
+    }
+
+    /// Makes everything appended so far durable now.
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        if self.offset > self.unflushed_from {
+            let path = &self.segments.last().expect("a current segment").path;
+            let length = self.offset - self.unflushed_from;
+            self.map.flush_range(self.unflushed_from, length).map_err(io(path))?;
+        }
+        self.unflushed_from = self.offset;
+        self.unflushed_records = 0;
+        self.last_flush = Instant::now();
+        self.publish();
+        Ok(())
+    }
+
+    fn publish(&self) {
+        self.watermark.store(self.last_seq.unwrap_or(0), Ordering::Release);
+    }
+
+    /// The highest sequence number durable under the policy (zero before any).
+    pub fn durable_seq(&self) -> u64 {
+        self.watermark.load(Ordering::Acquire)
+    }
+
+    /// A handle other threads read the durable sequence number from.
+    pub fn watermark(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.watermark)
+    }
+
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+}
+
+/// Reads every record of journal `name` in `directory`, oldest first, checking checksums and
+/// order as recovery does. For replay, verification and history.
+pub fn read_all(
+    directory: &Path,
+    name: &str,
+    order: SeqOrder,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+) -> Result<u64, JournalError> {
+    let segments = list_segments(directory, name)?;
+    let mut last_seq: Option<u64> = None;
+    let mut records = 0;
+    for segment in &segments {
+        let bytes = fs::read(&segment.path).map_err(io(&segment.path))?;
+        check_header(&segment.path, &bytes, order)?;
+        let mut offset = SEGMENT_HEADER_BYTES;
+        loop {
+            match read_frame(&bytes, offset) {
+                Frame::Record { seq, payload, next } => {
+                    if let Some(previous) = last_seq {
+                        if !order.follows(previous, seq) {
+                            let path = segment.path.clone();
+                            let offset = offset as u64;
+                            return Err(JournalError::Sequence { path, offset, previous, seq });
+                        }
+                    }
+                    visit(seq, payload)?;
+                    last_seq = Some(seq);
+                    records += 1;
+                    offset = next;
+                }
+                Frame::End => break,
+                Frame::Bad(reason) => {
+                    let path = segment.path.clone();
+                    return Err(JournalError::Corrupt { path, offset: offset as u64, reason });
+                }
+            }
+        }
+    }
+    Ok(records)
+}

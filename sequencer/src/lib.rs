@@ -1,0 +1,15 @@
+//! The sequencer: everything between the inputs and the engine, and everything that makes the
+//! engine's work durable and replayable.
+//!
+//! Commands arrive from producers (gateway, wallet API, simulators) over single-producer,
+//! single-consumer rings in shared memory ([`ring`]); the sequencer stamps each with a gap-free
+//! sequence number and a timestamp, encodes it as a fixed-size [`record`], appends it to the
+//! command [`journal`] and hands it to the engine; the engine's events are journaled the same way,
+//! for audit and for downstream readers. The durable sequence number is published as a watermark
+//! that output paths wait on. Replay reads the journals back into an engine.
+//!
+//! This crate does file and memory-mapping I/O; it never opens sockets and never decides
+//! anything about orders or money: that is the engine's job.
+
+pub mod journal;
+pub mod record;

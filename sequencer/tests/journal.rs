@@ -1,0 +1,275 @@
+//! The journal against real files: round trip, rollover, a torn tail at every byte of the last
+//! record, corruption before the tail, sequence order and each durability policy.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sequencer::journal::{read_all, Durability, Journal, JournalConfig, JournalError, SeqOrder};
+
+const PAYLOAD: usize = 128;
+const FRAME: usize = 16 + PAYLOAD;
+const FIRST_FRAME: usize = 64;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(directory: &Path, segment_bytes: u64, durability: Durability) -> JournalConfig {
+    JournalConfig {
+        directory: directory.to_owned(),
+        name: "commands".to_owned(),
+        segment_bytes,
+        order: SeqOrder::Strict,
+        durability,
+        truncate_corrupt: false,
+    }
+}
+
+fn payload(seq: u64) -> [u8; PAYLOAD] {
+    let mut bytes = [0u8; PAYLOAD];
+    for (index, byte) in bytes.iter_mut().enumerate() {
+        *byte = (seq as u8).wrapping_mul(31).wrapping_add(index as u8);
+    }
+    bytes
+}
+
+fn write(directory: &Path, segment_bytes: u64, seqs: std::ops::RangeInclusive<u64>) {
+    let (mut journal, _) =
+        Journal::open(config(directory, segment_bytes, Durability::PageCache)).unwrap();
+    for seq in seqs {
+        journal.append(seq, &payload(seq)).unwrap();
+    }
+    journal.commit().unwrap();
+}
+
+fn read(directory: &Path) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    read_all(directory, "commands", SeqOrder::Strict, |seq, bytes| {
+        assert_eq!(bytes, &payload(seq)[..], "payload of {seq}");
+        seqs.push(seq);
+        Ok(())
+    })
+    .unwrap();
+    seqs
+}
+
+fn segment_files(directory: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "journal"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn round_trip_and_reopen_continue_the_sequence() {
+    let dir = TempDir::new("round-trip");
+    write(&dir.0, 1 << 20, 1..=1_000);
+    let (mut journal, report) =
+        Journal::open(config(&dir.0, 1 << 20, Durability::PageCache)).unwrap();
+    assert_eq!((report.records, report.last_seq, report.torn_tail), (1_000, Some(1_000), None));
+    assert_eq!(journal.durable_seq(), 1_000);
+    assert!(matches!(
+        journal.append(1_002, &payload(1_002)),
+        Err(JournalError::AppendOutOfOrder { previous: 1_000, seq: 1_002 })
+    ));
+    journal.append(1_001, &payload(1_001)).unwrap();
+    journal.commit().unwrap();
+    drop(journal);
+    assert_eq!(read(&dir.0), (1..=1_001).collect::<Vec<_>>());
+}
+
+#[test]
+fn segments_roll_over_and_read_back_in_order() {
+    let dir = TempDir::new("rollover");
+    // Room for 20 frames per segment: 1,000 records make 50 segments.
+    let segment_bytes = (FIRST_FRAME + 20 * FRAME + 4) as u64;
+    write(&dir.0, segment_bytes, 1..=1_000);
+    assert_eq!(segment_files(&dir.0).len(), 50);
+    write(&dir.0, segment_bytes, 1_001..=1_010);
+    assert_eq!(read(&dir.0), (1..=1_010).collect::<Vec<_>>());
+    let (_, report) = Journal::open(config(&dir.0, segment_bytes, Durability::PageCache)).unwrap();
+    assert_eq!((report.segments, report.records), (51, 1_010));
+}
+
+#[test]
+fn a_torn_last_record_is_truncated_at_every_byte_offset() {
+    for written in 0..=FRAME {
+        let dir = TempDir::new(&format!("torn-{written}"));
+        write(&dir.0, 1 << 16, 1..=4);
+        // Keep only the first `written` bytes of the fourth frame, as a crash mid-append would.
+        let path = &segment_files(&dir.0)[0];
+        let mut bytes = std::fs::read(path).unwrap();
+        let start = FIRST_FRAME + 3 * FRAME;
+        bytes[start + written..start + FRAME].fill(0);
+        std::fs::write(path, &bytes).unwrap();
+
+        let (mut journal, report) =
+            Journal::open(config(&dir.0, 1 << 16, Durability::PageCache)).unwrap();
+        let intact = written == FRAME;
+        assert_eq!(report.records, if intact { 4 } else { 3 }, "written {written}");
+        assert_eq!(report.torn_tail.is_some(), !intact && written > 0, "written {written}");
+        if let Some((_, offset, _)) = &report.torn_tail {
+            assert_eq!(*offset, start as u64);
+        }
+        if !intact {
+            journal.append(4, &payload(4)).unwrap();
+            journal.commit().unwrap();
+        }
+        drop(journal);
+        assert_eq!(read(&dir.0), vec![1, 2, 3, 4], "written {written}");
+    }
+}
+
+#[test]
+fn a_flipped_bit_before_the_tail_refuses_to_start_and_names_the_place() {
+    let dir = TempDir::new("flipped");
+    write(&dir.0, 1 << 16, 1..=10);
+    let path = segment_files(&dir.0)[0].clone();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let fifth = FIRST_FRAME + 4 * FRAME;
+    bytes[fifth + 16 + 40] ^= 0x08;
+    std::fs::write(&path, &bytes).unwrap();
+
+    match Journal::open(config(&dir.0, 1 << 16, Durability::PageCache)) {
+        Err(JournalError::Corrupt { path: reported, offset, reason }) => {
+            assert_eq!(reported, path);
+            assert_eq!(offset, fifth as u64);
+            assert_eq!(reason, "checksum mismatch");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert!(matches!(
+        read_all(&dir.0, "commands", SeqOrder::Strict, |_, _| Ok(())),
+        Err(JournalError::Corrupt { .. })
+    ));
+    // The explicit option truncates there and says what it dropped.
+    let truncating =
+        JournalConfig { truncate_corrupt: true, ..config(&dir.0, 1 << 16, Durability::PageCache) };
+    let (_, report) = Journal::open(truncating).unwrap();
+    assert_eq!(report.records, 4);
+    let (_, offset, dropped) = report.truncated_corruption.unwrap();
+    assert_eq!(offset, fifth as u64);
+    assert!(dropped >= (6 * FRAME) as u64);
+    assert_eq!(read(&dir.0), vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn a_damaged_length_cannot_pass_for_a_torn_tail() {
+    let dir = TempDir::new("length");
+    write(&dir.0, 1 << 16, 1..=10);
+    let path = segment_files(&dir.0)[0].clone();
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Stretch the eighth frame's length over the ninth and tenth: zeros follow the claimed end,
+    // but valid frames hide inside it.
+    let eighth = FIRST_FRAME + 7 * FRAME;
+    bytes[eighth..eighth + 4].copy_from_slice(&(4 * PAYLOAD as u32).to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        Journal::open(config(&dir.0, 1 << 16, Durability::PageCache)),
+        Err(JournalError::Corrupt { offset, .. }) if offset == eighth as u64
+    ));
+}
+
+#[test]
+fn a_damaged_segment_header_is_refused() {
+    let dir = TempDir::new("header");
+    write(&dir.0, 1 << 16, 1..=3);
+    let path = segment_files(&dir.0)[0].clone();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[17] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        Journal::open(config(&dir.0, 1 << 16, Durability::PageCache)),
+        Err(JournalError::BadSegment { reason: "header checksum mismatch", .. })
+    ));
+}
+
+#[test]
+fn durability_policies_move_the_watermark() {
+    for durability in [Durability::PageCache, Durability::SyncEachCommit] {
+        let dir = TempDir::new("policy");
+        let (mut journal, _) = Journal::open(config(&dir.0, 1 << 16, durability)).unwrap();
+        let watermark = journal.watermark();
+        journal.append(1, &payload(1)).unwrap();
+        assert_eq!(journal.durable_seq(), 0, "{durability:?}: nothing is durable before commit");
+        assert_eq!(journal.commit().unwrap(), 1);
+        assert_eq!(watermark.load(std::sync::atomic::Ordering::Acquire), 1);
+    }
+    let dir = TempDir::new("group");
+    let group = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: 3 };
+    let (mut journal, _) = Journal::open(config(&dir.0, 1 << 16, group)).unwrap();
+    for seq in 1..=2 {
+        journal.append(seq, &payload(seq)).unwrap();
+        assert_eq!(journal.commit().unwrap(), 0, "group not full yet");
+    }
+    journal.append(3, &payload(3)).unwrap();
+    assert_eq!(journal.commit().unwrap(), 3, "the third record fills the group");
+    journal.append(4, &payload(4)).unwrap();
+    journal.flush().unwrap();
+    assert_eq!(journal.durable_seq(), 4, "an explicit flush makes everything durable");
+    let quick = Durability::GroupCommit { interval: Duration::ZERO, records: 1_000 };
+    let dir = TempDir::new("group-time");
+    let (mut journal, _) = Journal::open(config(&dir.0, 1 << 16, quick)).unwrap();
+    journal.append(1, &payload(1)).unwrap();
+    assert_eq!(journal.commit().unwrap(), 1, "the interval bound flushes too");
+}
+
+#[test]
+fn durability_parses_from_text() {
+    assert_eq!("page-cache".parse(), Ok(Durability::PageCache));
+    assert_eq!("sync".parse(), Ok(Durability::SyncEachCommit));
+    assert_eq!(
+        "group-commit:200:64".parse(),
+        Ok(Durability::GroupCommit { interval: Duration::from_micros(200), records: 64 })
+    );
+    assert!("group-commit:200:0".parse::<Durability>().is_err());
+    assert!("fsync-sometimes".parse::<Durability>().unwrap_err().contains("unknown durability"));
+}
+
+#[test]
+fn payloads_must_be_aligned_and_bounded() {
+    let dir = TempDir::new("payload");
+    let (mut journal, _) = Journal::open(config(&dir.0, 1 << 16, Durability::PageCache)).unwrap();
+    assert!(matches!(journal.append(1, &[0; 12]), Err(JournalError::PayloadSize(12))));
+    assert!(matches!(journal.append(1, &[]), Err(JournalError::PayloadSize(0))));
+    journal.append(1, &[7; 8]).unwrap();
+}
+
+#[test]
+fn the_event_journal_allows_repeated_sequence_numbers() {
+    let dir = TempDir::new("events");
+    let events = JournalConfig {
+        name: "events".to_owned(),
+        order: SeqOrder::NonDecreasing,
+        ..config(&dir.0, 1 << 16, Durability::PageCache)
+    };
+    let (mut journal, _) = Journal::open(events.clone()).unwrap();
+    for seq in [1, 1, 1, 3, 3, 4] {
+        journal.append(seq, &payload(seq)).unwrap();
+    }
+    assert!(journal.append(2, &payload(2)).is_err());
+    journal.commit().unwrap();
+    drop(journal);
+    let (_, report) = Journal::open(events).unwrap();
+    assert_eq!((report.records, report.last_seq), (6, Some(4)));
+    // A journal opened with the other order is refused by its header.
+    assert!(matches!(
+        read_all(&dir.0, "events", SeqOrder::Strict, |_, _| Ok(())),
+        Err(JournalError::BadSegment { .. })
+    ));
+}
