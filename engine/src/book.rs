@@ -87,6 +87,21 @@ impl SideLevels {
         self.levels.remove(position);
     }
 
+    /// Appends a level during a snapshot restore, which reads levels best first: the caller
+    /// pushes them in that order and calls [`SideLevels::reverse`] once the side is complete, so
+    /// that restoring a side is linear instead of shifting every level on each insert.
+    pub(crate) fn push_restored(&mut self, key: u64, level: u32) {
+        assert!(self.keys.len() < self.keys.capacity(), "side capacity checked by the caller");
+        self.keys.push(key);
+        self.levels.push(level);
+    }
+
+    /// Turns a side pushed best first into the ascending order every other method expects.
+    pub(crate) fn reverse(&mut self) {
+        self.keys.reverse();
+        self.levels.reverse();
+    }
+
     /// `(key, level index)` pairs, best price first.
     pub(crate) fn best_first(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         self.keys.iter().copied().zip(self.levels.iter().copied()).rev()

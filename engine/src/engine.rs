@@ -1464,7 +1464,7 @@ impl Engine {
         self.orders_free.push(slot);
     }
 
-    fn link_account(&mut self, slot: u32) {
+    pub(crate) fn link_account(&mut self, slot: u32) {
         let account = self.orders[slot as usize].account.0 as usize;
         let tail = self.accounts[account].tail;
         self.orders[slot as usize].account_prev = tail;
@@ -1652,7 +1652,7 @@ impl Engine {
         self.instruments.get(instrument.0 as usize).filter(|state| state.live)
     }
 
-    fn asset_live(&self, asset: AssetId) -> Option<&AssetState> {
+    pub(crate) fn asset_live(&self, asset: AssetId) -> Option<&AssetState> {
         self.assets.get(usize::from(asset.0)).filter(|state| state.live)
     }
 
@@ -1715,7 +1715,10 @@ impl Engine {
     }
 }
 
-fn validate_quantity(spec: &InstrumentSpec, quantity: Quantity) -> Result<(), RejectReason> {
+pub(crate) fn validate_quantity(
+    spec: &InstrumentSpec,
+    quantity: Quantity,
+) -> Result<(), RejectReason> {
     let in_range = quantity >= spec.quantity_min && quantity <= spec.quantity_max;
     if quantity.0 == 0 || !in_range || quantity.0 % spec.lot_size.0 != 0 {
         return Err(RejectReason::InvalidQuantity);
@@ -1740,7 +1743,7 @@ fn validate_price(
 /// Whether an instrument's parameters are coherent and bound every product the engine forms:
 /// the notional of the largest order at the highest possible price, plus fees, must fit in 127
 /// bits so that sums of two such values cannot overflow either.
-fn spec_is_valid(spec: &InstrumentSpec) -> bool {
+pub(crate) fn spec_is_valid(spec: &InstrumentSpec) -> bool {
     let positive = spec.tick_size.0 > 0
         && spec.lot_size.0 > 0
         && spec.base_per_lot > 0

@@ -20,6 +20,7 @@ pub mod decimal;
 mod engine;
 mod event;
 mod id_table;
+mod snapshot;
 mod types;
 
 pub use command::{Command, CommandBody, InstrumentSpec, NewOrder};
@@ -28,6 +29,9 @@ pub use event::{
     Bucket, CancelReason, CountingSink, Event, EventSink, LegKind, RejectReason, ALL_REJECT_REASONS,
 };
 pub use id_table::{IdTable, TableKey};
+pub use snapshot::{
+    Capacity, SnapshotError, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
 pub use types::{
     fee, notional, AccountId, Amount, AssetId, InstrumentId, OrderId, OrderType, Price, Quantity,
     SelfTradePrevention, Side, TimeInForce, TransactionId,
