@@ -13,3 +13,4 @@
 
 pub mod journal;
 pub mod record;
+pub mod ring;
