@@ -13,4 +13,4 @@
 
 pub mod journal;
 pub mod record;
-pub mod ring;
+pub mod sequencer;

@@ -1,0 +1,256 @@
+//! The sequencer over real files: sequencing, recovery from the journals, repair of an event
+//! journal that ended early, refusal of journals that disagree, and historical replay.
+
+use std::path::{Path, PathBuf};
+
+use engine::{
+    AccountId, Amount, AssetId, CommandBody, EngineConfig, InstrumentId, InstrumentSpec, NewOrder,
+    OrderId, OrderType, Price, Quantity, SelfTradePrevention, Side, TimeInForce, TransactionId,
+};
+use sequencer::journal::Durability;
+use sequencer::sequencer::{
+    read_commands, read_events, replay, Sequencer, SequencerConfig, SequencerError,
+};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("sequencer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn engine_config() -> EngineConfig {
+    EngineConfig {
+        assets_max: 4,
+        instruments_max: 2,
+        accounts_max: 16,
+        orders_max: 1 << 12,
+        levels_max: 256,
+        orders_per_account_max: 1 << 10,
+        transactions_max: 1 << 12,
+        fee_account: AccountId(0),
+    }
+}
+
+fn config(data_dir: &Path, segment_bytes: u64) -> SequencerConfig {
+    SequencerConfig {
+        data_dir: data_dir.to_owned(),
+        engine: engine_config(),
+        durability: Durability::PageCache,
+        segment_bytes,
+        truncate_corrupt: false,
+    }
+}
+
+fn genesis() -> Vec<CommandBody> {
+    let mut commands = vec![
+        CommandBody::AddAsset { asset: AssetId(0), scale: 8 },
+        CommandBody::AddAsset { asset: AssetId(1), scale: 2 },
+        CommandBody::AddInstrument(InstrumentSpec {
+            instrument: InstrumentId(0),
+            base_asset: AssetId(0),
+            quote_asset: AssetId(1),
+            tick_size: Price(1),
+            lot_size: Quantity(1),
+            quantity_min: Quantity(1),
+            quantity_max: Quantity(1_000),
+            base_per_lot: 1_000,
+            quote_per_tick_lot: 1,
+            reference_price: Price(1_000),
+            band_bps: 5_000,
+            maker_fee_bps: 10,
+            taker_fee_bps: 20,
+        }),
+    ];
+    for account in 1..=4u32 {
+        commands.push(CommandBody::CreateAccount { account: AccountId(account) });
+        for asset in 0..2u16 {
+            commands.push(CommandBody::Deposit {
+                transaction_id: TransactionId(u128::from(account) << 8 | u128::from(asset)),
+                account: AccountId(account),
+                asset: AssetId(asset),
+                amount: Amount(1 << 40),
+            });
+        }
+    }
+    commands
+}
+
+/// A deterministic stream of crossing and resting orders, cancels and transfers.
+fn trading(count: u64, first_id: u64) -> Vec<CommandBody> {
+    (0..count)
+        .map(|index| {
+            let id = first_id + index;
+            let account = AccountId(1 + (id % 4) as u32);
+            match id % 7 {
+                5 => CommandBody::CancelOrder {
+                    order_id: OrderId(id - 3),
+                    account: AccountId(1 + ((id - 3) % 4) as u32),
+                },
+                6 => CommandBody::Transfer {
+                    transaction_id: TransactionId(1 << 64 | u128::from(id)),
+                    from: account,
+                    to: AccountId(1 + ((id + 1) % 4) as u32),
+                    asset: AssetId(1),
+                    amount: Amount(u128::from(id % 100) + 1),
+                },
+                _ => CommandBody::NewOrder(NewOrder {
+                    order_id: OrderId(id),
+                    account,
+                    instrument: InstrumentId(0),
+                    side: if id % 2 == 0 { Side::Buy } else { Side::Sell },
+                    order_type: OrderType::Limit,
+                    time_in_force: if id % 11 == 0 { TimeInForce::Ioc } else { TimeInForce::Gtc },
+                    post_only: false,
+                    self_trade_prevention: SelfTradePrevention::CancelResting,
+                    price: Price(990 + (id * 7919) % 21),
+                    quantity: Quantity(1 + id % 9),
+                    quote_budget: Amount(0),
+                }),
+            }
+        })
+        .collect()
+}
+
+fn run(sequencer: &mut Sequencer, commands: Vec<CommandBody>) {
+    for (index, body) in commands.into_iter().enumerate() {
+        sequencer.submit(body, 1_000 + index as u64).unwrap();
+        if index % 16 == 15 {
+            sequencer.commit().unwrap();
+        }
+    }
+    sequencer.commit().unwrap();
+}
+
+#[test]
+fn reopening_recovers_the_same_state_and_continues() {
+    let dir = TempDir::new("reopen");
+    let (mut sequencer, recovery) = Sequencer::open(&config(&dir.0, 1 << 16)).unwrap();
+    assert_eq!(recovery.commands_replayed, 0);
+    run(&mut sequencer, genesis());
+    run(&mut sequencer, trading(2_000, 1));
+    let (seq, hash) = (sequencer.seq(), sequencer.engine().state_hash());
+    drop(sequencer);
+
+    let (mut sequencer, recovery) = Sequencer::open(&config(&dir.0, 1 << 16)).unwrap();
+    assert_eq!(recovery.commands_replayed, seq);
+    assert_eq!(recovery.events_appended, 0);
+    assert_eq!((sequencer.seq(), sequencer.engine().state_hash()), (seq, hash));
+    sequencer.engine().check_invariants();
+    run(&mut sequencer, trading(500, 10_001));
+    assert_eq!(sequencer.seq(), seq + 500);
+    // Small segments roll over many times; nothing changes.
+    let count = read_commands(&dir.0, |_| Ok(())).unwrap();
+    assert_eq!(count, seq + 500);
+}
+
+#[test]
+fn an_event_journal_that_ended_early_is_completed_from_the_replay() {
+    let dir = TempDir::new("events-tail");
+    let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 1 << 20)).unwrap();
+    run(&mut sequencer, genesis());
+    run(&mut sequencer, trading(300, 1));
+    drop(sequencer);
+    let mut before = Vec::new();
+    read_events(&dir.0, |record| {
+        before.push(record);
+        Ok(())
+    })
+    .unwrap();
+    // Cut the event journal in the middle of a command's events, as a crash between the two
+    // appends would: zero the last 10 frames (16-byte header + 128-byte record each).
+    let events_file = std::fs::read_dir(dir.0.join("journal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.file_name().unwrap().to_str().unwrap().starts_with("events-"))
+        .unwrap();
+    let mut bytes = std::fs::read(&events_file).unwrap();
+    let end = 64 + before.len() * 144;
+    bytes[end - 10 * 144..end].fill(0);
+    std::fs::write(&events_file, &bytes).unwrap();
+
+    let (sequencer, recovery) = Sequencer::open(&config(&dir.0, 1 << 20)).unwrap();
+    assert_eq!(recovery.events_appended, 10);
+    drop(sequencer);
+    let mut after = Vec::new();
+    read_events(&dir.0, |record| {
+        after.push(record);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(after, before);
+}
+
+#[test]
+fn journals_that_disagree_with_the_engine_are_refused() {
+    let dir = TempDir::new("disagree");
+    let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 1 << 20)).unwrap();
+    run(&mut sequencer, genesis());
+    run(&mut sequencer, trading(50, 1));
+    drop(sequencer);
+    // Rewrite the event journal from a different history: same shape, other amounts.
+    let other = TempDir::new("disagree-other");
+    let (mut sequencer, _) = Sequencer::open(&config(&other.0, 1 << 20)).unwrap();
+    run(&mut sequencer, genesis());
+    run(&mut sequencer, trading(50, 100));
+    drop(sequencer);
+    let journal = dir.0.join("journal");
+    for entry in std::fs::read_dir(&journal).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_str().unwrap().starts_with("events-") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    for entry in std::fs::read_dir(other.0.join("journal")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_owned();
+        if name.to_str().unwrap().starts_with("events-") {
+            std::fs::copy(&path, journal.join(name)).unwrap();
+        }
+    }
+    assert!(matches!(
+        Sequencer::open(&config(&dir.0, 1 << 20)),
+        Err(SequencerError::EventMismatch { .. } | SequencerError::EventsAhead { .. })
+    ));
+}
+
+#[test]
+fn replay_to_a_past_seq_equals_the_state_at_that_seq() {
+    let dir = TempDir::new("history");
+    let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 1 << 16)).unwrap();
+    run(&mut sequencer, genesis());
+    let mut checkpoints = Vec::new();
+    for chunk in 0..5 {
+        run(&mut sequencer, trading(200, 1 + chunk * 200));
+        let balance = sequencer.engine().balance(AccountId(2), AssetId(1));
+        checkpoints.push((sequencer.seq(), sequencer.engine().state_hash(), balance));
+    }
+    drop(sequencer);
+    for (seq, hash, balance) in checkpoints {
+        let engine = replay(&dir.0, engine_config(), Some(seq), |_| {}).unwrap();
+        assert_eq!(engine.seq(), seq);
+        assert_eq!(engine.state_hash(), hash);
+        assert_eq!(engine.balance(AccountId(2), AssetId(1)), balance);
+    }
+}
+
+#[test]
+fn timestamps_never_run_backwards() {
+    let dir = TempDir::new("time");
+    let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 1 << 16)).unwrap();
+    let (first, _) =
+        sequencer.submit(CommandBody::CreateAccount { account: AccountId(1) }, 500).unwrap();
+    let (second, _) =
+        sequencer.submit(CommandBody::CreateAccount { account: AccountId(2) }, 400).unwrap();
+    assert_eq!((first.seq, second.seq), (1, 2));
+    assert_eq!((first.timestamp_ns, second.timestamp_ns), (500, 500));
+}
