@@ -13,4 +13,5 @@
 
 pub mod journal;
 pub mod record;
+pub mod ring;
 pub mod sequencer;
