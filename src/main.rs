@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use benches::{EngineBenchConfig, Mix, WalletBenchConfig};
+use benches::{EngineBenchConfig, Mix, RingBenchConfig, WalletBenchConfig};
 use clap::{Args, Parser, Subcommand};
 
 /// Large tables get transparent huge pages; see `huge_pages` for why and what it measured.
@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a benchmark (build with --release): engine or wallet.
+    /// Run a benchmark (build with --release): engine, wallet or ring.
     Bench {
         #[command(subcommand)]
         bench: Bench,
@@ -46,6 +46,9 @@ enum Bench {
     /// Wallet transfers through the engine on a pinned thread: closed-loop throughput and
     /// open-loop latency at fixed offered rates.
     Wallet(WalletArgs),
+    /// One hop through a shared-memory ring between two threads pinned to two cores: open-loop
+    /// latency at fixed offered rates and closed-loop throughput, 128-byte records.
+    Ring(RingArgs),
 }
 
 /// Flags shared by both benchmarks. Unset flags take the defaults (or the --quick defaults).
@@ -107,6 +110,55 @@ struct WalletArgs {
     retry_percent: Option<u64>,
 }
 
+#[derive(Debug, Args)]
+struct RingArgs {
+    /// Measured records per offered rate [default: 3000000].
+    #[arg(long)]
+    records: Option<usize>,
+    /// Untimed records sent at the same rate before the measured ones [default: 300000].
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Records of the closed-loop throughput run [default: 20000000].
+    #[arg(long)]
+    throughput_records: Option<usize>,
+    /// Offered rates, records per second (repeatable or a comma list; the first is the JSON
+    /// headline) [default: 1000000].
+    #[arg(long = "rate", value_delimiter = ',')]
+    rates_per_sec: Option<Vec<u64>>,
+    /// Ring capacity in slots, a power of two [default: 4096].
+    #[arg(long)]
+    slots: Option<usize>,
+    /// Most records the consumer takes per poll [default: 256].
+    #[arg(long)]
+    poll_limit: Option<usize>,
+    /// Directory for the ring file [default: /dev/shm, or the temporary directory].
+    #[arg(long)]
+    ring_dir: Option<PathBuf>,
+    /// Directory for .hgrm files and PNG plots [default: ./bench-out].
+    #[arg(long = "out")]
+    out_dir: Option<PathBuf>,
+    /// Short runs for a smoke test.
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object with the results as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn ring_config(args: RingArgs) -> RingBenchConfig {
+    let base = if args.quick { RingBenchConfig::quick() } else { RingBenchConfig::default() };
+    RingBenchConfig {
+        records: args.records.unwrap_or(base.records),
+        warmup_records: args.warmup.unwrap_or(base.warmup_records),
+        throughput_records: args.throughput_records.unwrap_or(base.throughput_records),
+        rates_per_sec: args.rates_per_sec.unwrap_or(base.rates_per_sec),
+        slots: args.slots.unwrap_or(base.slots),
+        poll_limit: args.poll_limit.unwrap_or(base.poll_limit),
+        ring_dir: args.ring_dir.unwrap_or(base.ring_dir),
+        out_dir: args.out_dir.unwrap_or(base.out_dir),
+    }
+}
+
 fn engine_config(args: EngineArgs) -> EngineBenchConfig {
     let common = args.common;
     let base = if common.quick { EngineBenchConfig::quick() } else { EngineBenchConfig::default() };
@@ -160,6 +212,12 @@ fn main() -> anyhow::Result<()> {
                 writeln!(out, "{}", report.to_json_line()?)?;
             }
         }
+        Command::Bench { bench: Bench::Ring(args) } => {
+            let json = args.json;
+            let report = benches::ring::run(&ring_config(args), &mut out).context("bench ring")?;
+            if json {
+                writeln!(out, "{}", report.to_json_line()?)?;
+            }
         Command::Config { config } => check_config(config.as_deref(), &mut out)?,
     }
     Ok(())

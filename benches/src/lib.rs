@@ -1,5 +1,5 @@
-//! Load generators and benchmarks for the exchange: `exchange bench engine` and
-//! `exchange bench wallet`.
+//! Load generators and benchmarks for the exchange: `exchange bench engine`,
+//! `exchange bench wallet` and `exchange bench ring`.
 //!
 //! In: settings from the CLI. Out: a percentile report for people (on a writer the caller
 //! gives), `.hgrm` percentile distributions and PNG percentile plots in an output directory, and
@@ -7,7 +7,8 @@
 //! a seed ([`market`], [`wallet`]), replayed through a fresh [`engine::Engine`] on a thread
 //! pinned to the last core, and timed closed-loop (throughput) and open-loop at fixed offered
 //! rates with coordinated omission corrected ([`runner`]). The engine bench also drives the same
-//! stream through the `orderbook-rs` crate as a peer ([`peer`]).
+//! stream through the `orderbook-rs` crate as a peer ([`peer`]). The ring bench ([`ring`]) times
+//! one hop through a sequencer ring between two threads pinned to different cores.
 //!
 //! This crate never changes the engine's behaviour and never skips work: every command of every
 //! stream, setup and warm-up included, goes through the engine's public `handle`, and each run
@@ -19,6 +20,7 @@ pub mod market;
 pub mod peer;
 pub mod plot;
 pub mod report;
+pub mod ring;
 pub mod rng;
 pub mod runner;
 pub mod wallet;
@@ -26,4 +28,5 @@ pub mod wallet;
 pub use engine_bench::{EngineBenchConfig, EngineBenchReport};
 pub use error::BenchError;
 pub use market::Mix;
+pub use ring::{RingBenchConfig, RingBenchReport};
 pub use wallet::{WalletBenchConfig, WalletBenchReport};

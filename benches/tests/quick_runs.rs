@@ -96,3 +96,37 @@ fn invalid_settings_are_errors() {
     let result = benches::engine_bench::run(&config, &mut std::io::sink());
     assert!(matches!(result, Err(benches::BenchError::InvalidSetting(_))));
 }
+
+#[test]
+fn quick_ring_bench_reports_json_and_files() {
+    let dir = out_dir("ring");
+    let config = benches::RingBenchConfig {
+        records: 20_000,
+        warmup_records: 2_000,
+        throughput_records: 100_000,
+        rates_per_sec: vec![200_000, 400_000],
+        slots: 256,
+        ring_dir: std::env::temp_dir(),
+        out_dir: dir.clone(),
+        ..benches::RingBenchConfig::quick()
+    };
+    let mut text = Vec::new();
+    let report = benches::ring::run(&config, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("p99.99"), "{text}");
+    let value = assert_keys(
+        &report.to_json_line().unwrap(),
+        &["commands_per_sec", "p50_ns", "p99_ns", "p9999_ns", "max_ns", "offered_per_sec"],
+    );
+    assert_eq!(value["offered_per_sec"], 200_000);
+    assert_eq!(value["latency"].as_array().unwrap().len(), 2);
+    assert_eq!(report.latency[1].commands, 20_000);
+    assert!(report.commands_per_sec > 0.0);
+    assert!(dir.join("ring-hop.png").is_file());
+    assert!(dir.join("ring-hop-at-400000-per-sec.hgrm").is_file());
+    assert!(!config.ring_dir.join(format!("exchange-bench-ring-{}", std::process::id())).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let invalid = benches::RingBenchConfig { slots: 1000, ..benches::RingBenchConfig::quick() };
+    let result = benches::ring::run(&invalid, &mut std::io::sink());
+    assert!(matches!(result, Err(benches::BenchError::InvalidSetting(_))));
+}
