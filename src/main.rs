@@ -2,7 +2,9 @@
 //! workspace crate; this file turns flags into that crate's settings and prints its results.
 
 mod config;
+mod history;
 mod huge_pages;
+mod simulate;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,6 +37,60 @@ enum Command {
         /// A TOML file like ops/exchange.toml [default: the embedded ops/exchange.toml].
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Feed a generated mixed workload (every order type, cancels, amends, deposits, transfers)
+    /// through a ring into the application loop, journaled under the durability policy. On an
+    /// existing data directory it recovers and resumes the same stream. Prints `durable seq=N`
+    /// as the watermark advances and, last, `seq=<n> state_hash=<hex>`.
+    Simulate {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Commands in the stream, genesis excluded.
+        #[arg(long, default_value_t = 100_000)]
+        commands: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Configuration for a new data directory [default: the embedded ops/exchange.toml].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// page-cache, group-commit, group-commit:<µs>:<records>, or sync.
+        #[arg(long, default_value = "group-commit")]
+        durability: sequencer::journal::Durability,
+    },
+    /// Rebuild the state from the journal and print `seq=<n> state_hash=<hex>` last.
+    Replay {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Stop after this sequence number.
+        #[arg(long)]
+        to_seq: Option<u64>,
+        /// Replay from the first command (the only mode until snapshots are stored).
+        #[arg(long)]
+        from_genesis: bool,
+    },
+    /// Check every checksum, sequence continuity, that replayed events equal the event journal
+    /// byte for byte, and the invariants. Exit status 0 only if all hold.
+    Verify {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Wallet queries over the journal.
+    Wallet {
+        #[command(subcommand)]
+        wallet: Wallet,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Wallet {
+    /// An account's balances at a past sequence number (default: now), by replay.
+    History {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        account: u32,
+        #[arg(long)]
+        at_seq: Option<u64>,
     },
 }
 
@@ -218,7 +274,19 @@ fn main() -> anyhow::Result<()> {
             if json {
                 writeln!(out, "{}", report.to_json_line()?)?;
             }
+        }
         Command::Config { config } => check_config(config.as_deref(), &mut out)?,
+        Command::Simulate { data_dir, commands, seed, config, durability } => {
+            let args = simulate::SimulateArgs { data_dir, commands, seed, config, durability };
+            simulate::simulate(&args, &mut out)?;
+        }
+        Command::Replay { data_dir, to_seq, from_genesis: _ } => {
+            history::run_replay(&data_dir, to_seq, &mut out)?;
+        }
+        Command::Verify { data_dir } => history::run_verify(&data_dir, &mut out)?,
+        Command::Wallet { wallet: Wallet::History { data_dir, account, at_seq } } => {
+            history::run_history(&data_dir, account, at_seq, &mut out)?;
+        }
     }
     Ok(())
 }
