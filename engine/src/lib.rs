@@ -12,6 +12,10 @@
 //! iteration order shape its output (`clippy.toml` in this crate bans the means). All memory is
 //! taken when the engine is built from its [`EngineConfig`]; hitting a configured maximum is a
 //! reject, never growth, so a warmed-up engine allocates nothing per command.
+//!
+//! [`Engine::write_snapshot`] encodes the full state as canonical bytes and
+//! [`Engine::from_snapshot`] restores it, refusing corrupt input with a [`SnapshotError`]; the
+//! sequencer stores the bytes, so recovery is a restore plus a replay of the journal tail.
 
 mod audit;
 mod book;
