@@ -48,7 +48,8 @@ impl Rng {
     }
 
     fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
+        let index = self.below(items.len() as u64);
+        items[usize::try_from(index).expect("index below a slice length")]
     }
 }
 
@@ -96,7 +97,7 @@ impl Workload {
 
     fn remember(&mut self, order: (OrderId, AccountId, InstrumentId)) {
         if self.recent.len() == 512 {
-            let index = self.rng.below(512) as usize;
+            let index = usize::try_from(self.rng.below(512)).expect("below 512");
             self.recent[index] = order;
         } else {
             self.recent.push(order);
@@ -154,7 +155,7 @@ impl Workload {
     }
 
     fn wallet(&mut self, roll: u64) -> CommandBody {
-        let asset = AssetId(self.rng.below(2) as u16);
+        let asset = AssetId(u16::try_from(self.rng.below(2)).expect("below 2"));
         let account = self.rng.pick(&self.accounts);
         let amount = Amount(1 + u128::from(self.rng.below(10_000)));
         self.next_transaction += 1;
@@ -190,7 +191,7 @@ impl Workload {
         match roll {
             0..=29 => self.order(OrderType::Limit, TimeInForce::Gtc),
             30..=34 => self.order(OrderType::Limit, TimeInForce::Day),
-            35..=49 | 50..=61 if !self.recent.is_empty() => {
+            35..=61 if !self.recent.is_empty() => {
                 let (order_id, account, instrument) = self.rng.pick(&self.recent);
                 if roll < 50 {
                     let spec = self.instruments.iter().find(|spec| spec.instrument == instrument);

@@ -3,6 +3,9 @@
 //! uninterrupted run ends. After every kill, everything the simulator reported durable must be
 //! in the journal, and `exchange verify` must pass at the end.
 
+// Test data is built from small counters; truncating them is the intent.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -151,7 +154,8 @@ fn verify_refuses_a_corrupted_journal_with_a_specific_message() {
     // The node refuses to start on it too, naming the place.
     let restart = exchange().args(simulate_args(&dir.0)).output().unwrap();
     assert!(!restart.status.success());
-    assert!(String::from_utf8_lossy(&restart.stderr).contains(&format!("offset {}", 64 + 99 * 144)));
+    let place = format!("offset {}", 64 + 99 * 144);
+    assert!(String::from_utf8_lossy(&restart.stderr).contains(&place));
 }
 
 #[test]

@@ -141,7 +141,10 @@ pub enum JournalError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a journal segment ({reason})")]
     BadSegment { path: PathBuf, reason: &'static str },
-    #[error("{path} at offset {offset}: corrupt record ({reason}); refusing to start (an explicit truncate-corrupt option would drop everything from here)")]
+    #[error(
+        "{path} at offset {offset}: corrupt record ({reason}); refusing to start \
+         (the explicit truncate-corrupt option would drop everything from here)"
+    )]
     Corrupt { path: PathBuf, offset: u64, reason: &'static str },
     #[error("seq {seq} does not follow {previous} in {path} at offset {offset}")]
     Sequence { path: PathBuf, offset: u64, previous: u64, seq: u64 },
@@ -348,7 +351,7 @@ impl Journal {
     /// `truncate_corrupt` is set.
     // tidy: long function, recovery reads best as one pass over the segments.
     pub fn open(config: JournalConfig) -> Result<(Journal, OpenReport), JournalError> {
-        assert!(config.segment_bytes as usize > SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES);
+        assert!(config.segment_bytes > (SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES) as u64);
         fs::create_dir_all(&config.directory).map_err(io(&config.directory))?;
         let segments = list_segments(&config.directory, &config.name)?;
         let mut report = OpenReport { segments: segments.len(), ..OpenReport::default() };
@@ -506,7 +509,7 @@ impl Journal {
     }
 
     fn roll_over(&mut self, seq: u64, frame_bytes: usize) -> Result<(), JournalError> {
-        if SEGMENT_HEADER_BYTES + frame_bytes + 4 > self.config.segment_bytes as usize {
+        if (SEGMENT_HEADER_BYTES + frame_bytes + 4) as u64 > self.config.segment_bytes {
             return Err(JournalError::PayloadSize(frame_bytes));
         }
         self.flush()?;

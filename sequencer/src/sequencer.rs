@@ -45,7 +45,7 @@ pub enum SequencerError {
     Start(u64),
     #[error("event {index} of command {seq} differs between the event journal and the replay")]
     EventMismatch { seq: u64, index: u32 },
-    #[error("the event journal holds events for command {event_seq}, past the last command {command_seq}")]
+    #[error("the event journal has events of command {event_seq}, past the last, {command_seq}")]
     EventsAhead { event_seq: u64, command_seq: u64 },
 }
 

@@ -1,6 +1,9 @@
 //! The journal against real files: round trip, rollover, a torn tail at every byte of the last
 //! record, corruption before the tail, sequence order and each durability policy.
 
+// Test data is built from small counters; truncating them is the intent.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! Record codecs: every command and event survives encode → decode unchanged, with arbitrary
 //! field values, and malformed bytes are refused with a specific error, never a panic.
 
+// Test data is built from small counters; truncating them is the intent.
+#![allow(clippy::cast_possible_truncation)]
+
 use engine::{
     AccountId, Amount, AssetId, Bucket, CancelReason, Command, CommandBody, Event, InstrumentId,
     InstrumentSpec, LegKind, NewOrder, OrderId, OrderType, Price, Quantity, SelfTradePrevention,
@@ -258,7 +261,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 
     #[test]
-    fn commands_round_trip(seq in any::<u64>(), timestamp_ns in any::<u64>(), body in command_body()) {
+    fn commands_round_trip(
+        seq in any::<u64>(),
+        timestamp_ns in any::<u64>(),
+        body in command_body(),
+    ) {
         let command = Command { seq, timestamp_ns, body };
         let bytes = encode_command(&command);
         prop_assert_eq!(record_seq(&bytes), seq);
@@ -266,7 +273,12 @@ proptest! {
     }
 
     #[test]
-    fn events_round_trip(seq in any::<u64>(), timestamp_ns in any::<u64>(), index in any::<u32>(), event in event()) {
+    fn events_round_trip(
+        seq in any::<u64>(),
+        timestamp_ns in any::<u64>(),
+        index in any::<u32>(),
+        event in event(),
+    ) {
         let record = EventRecord { seq, timestamp_ns, index, event };
         let bytes = encode_event(&record);
         prop_assert_eq!(record_seq(&bytes), seq);
@@ -281,7 +293,10 @@ proptest! {
     }
 
     #[test]
-    fn a_flipped_bit_never_decodes_to_the_same_value(body in command_body(), bit in 0usize..RECORD_BYTES * 8) {
+    fn a_flipped_bit_never_decodes_to_the_same_value(
+        body in command_body(),
+        bit in 0usize..RECORD_BYTES * 8,
+    ) {
         let command = Command { seq: 7, timestamp_ns: 9, body };
         let mut bytes = encode_command(&command);
         bytes[bit / 8] ^= 1 << (bit % 8);

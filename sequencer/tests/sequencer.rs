@@ -1,6 +1,9 @@
 //! The sequencer over real files: sequencing, recovery from the journals, repair of an event
 //! journal that ended early, refusal of journals that disagree, and historical replay.
 
+// Test data is built from small counters; truncating them is the intent.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::path::{Path, PathBuf};
 
 use engine::{
