@@ -53,7 +53,7 @@ enum Command {
         /// Configuration for a new data directory [default: the embedded ops/exchange.toml].
         #[arg(long)]
         config: Option<PathBuf>,
-        /// page-cache, group-commit, group-commit:<µs>:<records>, or sync.
+        /// page-cache, group-commit, group-commit:MICROS:RECORDS, or sync.
         #[arg(long, default_value = "group-commit")]
         durability: sequencer::journal::Durability,
     },
