@@ -9,6 +9,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -16,8 +18,9 @@ use engine::{
     AccountId, Amount, AssetId, Command, CommandBody, InstrumentId, InstrumentSpec, NewOrder,
     OrderId, OrderType, Price, Quantity, SelfTradePrevention, Side, TimeInForce, TransactionId,
 };
+use sequencer::app_loop::{AppLoop, LoopConfig};
 use sequencer::journal::Durability;
-use sequencer::record::{decode_command, encode_command, RECORD_BYTES};
+use sequencer::record::{encode_command, RECORD_BYTES};
 use sequencer::ring::{BackoffConfig, BackoffIdle, IdleStrategy, Ring};
 use sequencer::sequencer::{Sequencer, SequencerConfig};
 
@@ -27,8 +30,6 @@ use crate::config::Config;
 pub const CONFIG_FILE: &str = "exchange.toml";
 /// Journal segments are pre-allocated at this size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
-/// The loop commits (and may fsync) at least this often, in commands.
-const BATCH_MAX: usize = 256;
 
 /// SplitMix64: small, fast and fully determined by its seed.
 #[derive(Debug)]
@@ -305,7 +306,7 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> anyhow::Result<()>
 
     let ring_path = args.data_dir.join("input.ring");
     let _ = std::fs::remove_file(&ring_path);
-    let (mut producer, mut consumer) = Ring::create(&ring_path, 4096, RECORD_BYTES)?.split();
+    let (mut producer, consumer) = Ring::create(&ring_path, 4096, RECORD_BYTES)?.split();
     let generator =
         std::thread::Builder::new().name("simulate-generator".to_owned()).spawn(move || {
             let mut idle = BackoffIdle::new(BackoffConfig::default());
@@ -323,46 +324,62 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> anyhow::Result<()>
             }
         })?;
 
+    // The loop's events go out through a second ring to a consumer thread, as they will go to
+    // the gateway and market data; here the consumer only counts them.
+    let output_path = args.data_dir.join("output.ring");
+    let (output_producer, mut output_consumer) =
+        Ring::create(&output_path, 1 << 14, RECORD_BYTES)?.split();
+    let output_done = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let output_done = Arc::clone(&output_done);
+        std::thread::Builder::new().name("simulate-output".to_owned()).spawn(move || {
+            let mut idle = BackoffIdle::new(BackoffConfig::default());
+            let mut events = 0u64;
+            loop {
+                let work = output_consumer.poll(1024, |_| events += 1);
+                if work == 0 && output_done.load(Ordering::Acquire) && output_consumer.depth() == 0
+                {
+                    return events;
+                }
+                idle.idle(work);
+            }
+        })?
+    };
+
     let core = core_affinity::get_core_ids().and_then(|cores| cores.last().copied());
     let pinned = core.is_some_and(core_affinity::set_for_current);
     eprintln!(
         "application loop: {}",
         if pinned { "pinned to the last core" } else { "not pinned" }
     );
+    let mut app = AppLoop::new(sequencer, consumer, Some(output_producer), LoopConfig::default());
     let mut idle = BackoffIdle::new(BackoffConfig::default());
-    let (mut consumed, mut printed) = (0u64, 0u64);
-    let mut failure: Option<anyhow::Error> = None;
-    while consumed < remaining {
-        let work = consumer.poll(BATCH_MAX, |bytes| {
-            if failure.is_some() {
-                return;
-            }
-            let record: [u8; RECORD_BYTES] = bytes.try_into().expect("ring slots are records");
-            let result = decode_command(&record)
-                .map_err(anyhow::Error::from)
-                .and_then(|command| Ok(sequencer.submit(command.body, now_ns()).map(|_| ())?));
-            if let Err(error) = result {
-                failure = Some(error);
-            }
-        });
-        if let Some(error) = failure.take() {
-            return Err(error);
-        }
-        consumed += work as u64;
-        if work > 0 {
-            let durable = sequencer.commit()?;
-            if durable >= printed + 1_000 || consumed == remaining {
-                writeln!(out, "durable seq={durable}")?;
-                out.flush()?;
-                printed = durable;
-            }
+    let mut printed = 0u64;
+    while app.stats().commands < remaining {
+        let work = app.do_work()?;
+        let durable = app.stats().durable_seq;
+        if durable >= printed + 1_000 {
+            writeln!(out, "durable seq={durable}")?;
+            out.flush()?;
+            printed = durable;
         }
         idle.idle(work);
     }
     generator.join().map_err(|_| anyhow::anyhow!("generator thread panicked"))?;
-    let durable = sequencer.flush()?;
-    writeln!(out, "durable seq={durable}")?;
+    let stats = app.run(&mut idle, |_| true)?;
+    app.drain_output(&mut idle);
+    output_done.store(true, Ordering::Release);
+    let released = drain.join().map_err(|_| anyhow::anyhow!("output thread panicked"))?;
+    writeln!(out, "durable seq={}", stats.durable_seq)?;
+    eprintln!(
+        "loop: {} commands in {} busy cycles, longest cycle {} µs; {released} events released",
+        stats.commands,
+        stats.busy_cycles,
+        stats.cycle_ns_max / 1_000,
+    );
     let _ = std::fs::remove_file(&ring_path);
+    let _ = std::fs::remove_file(&output_path);
+    let sequencer = app.into_sequencer();
     writeln!(out, "seq={} state_hash={}", sequencer.seq(), hex(&sequencer.engine().state_hash()))?;
     Ok(())
 }

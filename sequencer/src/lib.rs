@@ -11,6 +11,7 @@
 //! This crate does file and memory-mapping I/O; it never opens sockets and never decides
 //! anything about orders or money: that is the engine's job.
 
+pub mod app_loop;
 pub mod journal;
 pub mod record;
 pub mod ring;

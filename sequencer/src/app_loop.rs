@@ -1,0 +1,240 @@
+//! The application loop: the one thread that owns the sequencer and the engine.
+//!
+//! Each duty cycle ([`AppLoop::do_work`]) drains in-process control messages, polls the input
+//! ring under a fixed limit, sequences and applies every command it finds, commits the batch
+//! under the durability policy, and then releases to the output ring the events of every command
+//! the durable watermark has passed. It returns how much work it did, and the caller's idle
+//! strategy decides whether to spin, yield or park (Agrona's `Agent::doWork`). Events wait in a
+//! pre-allocated buffer until they are durable; when that buffer or the output ring is full, the
+//! loop stops taking input, so back-pressure reaches the producers as a full input ring rather
+//! than as growth or loss here.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_queue::ArrayQueue;
+use engine::Event;
+
+use crate::record::{decode_command, encode_event, EventRecord, Record, RECORD_BYTES};
+use crate::ring::{IdleStrategy, RingConsumer, RingProducer};
+use crate::sequencer::{Sequencer, SequencerError};
+
+/// Requests from other threads, carried by a bounded lock-free queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Finish the current cycle, flush, and stop.
+    Shutdown,
+    /// Make everything durable now, whatever the policy.
+    Flush,
+}
+
+/// What the loop has done so far; cheap to read between cycles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoopStats {
+    pub cycles: u64,
+    pub busy_cycles: u64,
+    pub commands: u64,
+    pub events_released: u64,
+    /// Commands that failed to decode: skipped, counted, never sequenced.
+    pub malformed: u64,
+    pub cycle_ns_max: u64,
+    pub busy_ns_total: u64,
+    pub durable_seq: u64,
+    pub shutdown: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LoopConfig {
+    /// Commands taken from the input ring per cycle.
+    pub batch_max: usize,
+    /// Events that may wait for durability before the loop stops taking input.
+    pub pending_events_max: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> LoopConfig {
+        LoopConfig { batch_max: 256, pending_events_max: 1 << 16 }
+    }
+}
+
+#[derive(Debug)]
+pub struct AppLoop {
+    sequencer: Sequencer,
+    input: RingConsumer,
+    output: Option<RingProducer>,
+    control: Arc<ArrayQueue<Control>>,
+    config: LoopConfig,
+    /// Encoded events not yet released, oldest first, with the seq that produced them.
+    pending: Vec<(u64, Record)>,
+    pending_released: usize,
+    stats: LoopStats,
+}
+
+impl AppLoop {
+    pub fn new(
+        sequencer: Sequencer,
+        input: RingConsumer,
+        output: Option<RingProducer>,
+        config: LoopConfig,
+    ) -> AppLoop {
+        assert_eq!(input.slot_size(), RECORD_BYTES, "input ring slots must be records");
+        if let Some(output) = &output {
+            assert_eq!(output.slot_size(), RECORD_BYTES, "output ring slots must be records");
+        }
+        let durable_seq = sequencer.seq();
+        AppLoop {
+            sequencer,
+            input,
+            output,
+            control: Arc::new(ArrayQueue::new(64)),
+            config,
+            pending: Vec::with_capacity(config.pending_events_max + config.batch_max * 64),
+            pending_released: 0,
+            stats: LoopStats { durable_seq, ..LoopStats::default() },
+        }
+    }
+
+    /// The handle other threads use to send [`Control`] messages.
+    pub fn control(&self) -> Arc<ArrayQueue<Control>> {
+        Arc::clone(&self.control)
+    }
+
+    pub fn stats(&self) -> LoopStats {
+        self.stats
+    }
+
+    pub fn sequencer(&self) -> &Sequencer {
+        &self.sequencer
+    }
+
+    pub fn into_sequencer(self) -> Sequencer {
+        self.sequencer
+    }
+
+    /// One duty cycle; returns the number of commands and events handled.
+    pub fn do_work(&mut self) -> Result<usize, SequencerError> {
+        let start = Instant::now();
+        let mut flush = false;
+        while let Some(message) = self.control.pop() {
+            match message {
+                Control::Shutdown => self.stats.shutdown = true,
+                Control::Flush => flush = true,
+            }
+        }
+        // One wall-clock read per cycle stamps the whole batch; the sequencer keeps time from
+        // running backwards if the clock steps.
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now_ns = u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX);
+        let room = self.config.pending_events_max.saturating_sub(self.pending.len());
+        let mut commands = 0;
+        if room > 0 && !self.stats.shutdown {
+            let Self { sequencer, input, pending, stats, .. } = self;
+            let mut failure = None;
+            commands = input.poll(self.config.batch_max, |bytes| {
+                if failure.is_some() {
+                    return;
+                }
+                let record: &Record = bytes.try_into().expect("slot size checked at start");
+                let Ok(command) = decode_command(record) else {
+                    stats.malformed += 1;
+                    return;
+                };
+                match sequencer.submit(command.body, now_ns) {
+                    Ok((stamped, events)) => pending_events(pending, &stamped, events),
+                    Err(error) => failure = Some(error),
+                }
+            });
+            if let Some(error) = failure {
+                return Err(error);
+            }
+        }
+        if commands > 0 || flush || self.stats.shutdown {
+            self.stats.durable_seq = if flush || self.stats.shutdown {
+                self.sequencer.flush()?
+            } else {
+                self.sequencer.commit()?
+            };
+        }
+        let released = self.release();
+        let work = commands + released;
+        self.stats.cycles += 1;
+        self.stats.commands += commands as u64;
+        if work > 0 {
+            let elapsed = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.stats.busy_cycles += 1;
+            self.stats.busy_ns_total += elapsed;
+            self.stats.cycle_ns_max = self.stats.cycle_ns_max.max(elapsed);
+        }
+        Ok(work)
+    }
+
+    /// Moves durable events to the output ring, oldest first, as far as it has room.
+    fn release(&mut self) -> usize {
+        let durable = self.stats.durable_seq;
+        let mut released = 0;
+        while let Some((seq, record)) = self.pending.get(self.pending_released) {
+            if *seq > durable {
+                break;
+            }
+            if let Some(output) = &mut self.output {
+                if output.try_push(record).is_err() {
+                    break;
+                }
+            }
+            self.pending_released += 1;
+            released += 1;
+        }
+        if self.pending_released == self.pending.len() {
+            self.pending.clear();
+            self.pending_released = 0;
+        } else if self.pending_released > self.pending.len() / 2 {
+            // Compact rarely: the copy is proportional to what is still waiting.
+            self.pending.drain(..self.pending_released);
+            self.pending_released = 0;
+        }
+        self.stats.events_released += released as u64;
+        released
+    }
+
+    /// Runs duty cycles until `stop` says so or a shutdown message arrives; then flushes.
+    pub fn run(
+        &mut self,
+        idle: &mut impl IdleStrategy,
+        mut stop: impl FnMut(&LoopStats) -> bool,
+    ) -> Result<LoopStats, SequencerError> {
+        while !self.stats.shutdown && !stop(&self.stats) {
+            let work = self.do_work()?;
+            idle.idle(work);
+        }
+        self.stats.durable_seq = self.sequencer.flush()?;
+        self.release();
+        Ok(self.stats)
+    }
+
+    /// Events still waiting for durability or for room in the output ring.
+    pub fn pending_events(&self) -> usize {
+        self.pending.len() - self.pending_released
+    }
+
+    /// Releases every durable event, waiting for the output ring's consumer to make room.
+    /// Only for shutdown: it never returns while the consumer is stalled.
+    pub fn drain_output(&mut self, idle: &mut impl IdleStrategy) {
+        while self.pending_events() > 0 {
+            let released = self.release();
+            idle.idle(released);
+        }
+    }
+}
+
+fn pending_events(pending: &mut Vec<(u64, Record)>, command: &engine::Command, events: &[Event]) {
+    for (index, event) in events.iter().enumerate() {
+        let index = u32::try_from(index).expect("events per command fit u32");
+        let record = EventRecord {
+            seq: command.seq,
+            timestamp_ns: command.timestamp_ns,
+            index,
+            event: *event,
+        };
+        pending.push((command.seq, encode_event(&record)));
+    }
+}
