@@ -56,6 +56,9 @@ enum Command {
         /// page-cache, group-commit, group-commit:MICROS:RECORDS, or sync.
         #[arg(long, default_value = "group-commit")]
         durability: sequencer::journal::Durability,
+        /// Print `durable seq=N` each time the watermark advances by this many commands.
+        #[arg(long, default_value_t = 10_000)]
+        report_every: u64,
     },
     /// Rebuild the state from the journal and print `seq=<n> state_hash=<hex>` last.
     Replay {
@@ -276,8 +279,15 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Config { config } => check_config(config.as_deref(), &mut out)?,
-        Command::Simulate { data_dir, commands, seed, config, durability } => {
-            let args = simulate::SimulateArgs { data_dir, commands, seed, config, durability };
+        Command::Simulate { data_dir, commands, seed, config, durability, report_every } => {
+            let args = simulate::SimulateArgs {
+                data_dir,
+                commands,
+                seed,
+                config,
+                durability,
+                report_every,
+            };
             simulate::simulate(&args, &mut out)?;
         }
         Command::Replay { data_dir, to_seq, from_genesis: _ } => {

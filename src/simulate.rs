@@ -232,6 +232,7 @@ pub struct SimulateArgs {
     pub seed: u64,
     pub config: Option<PathBuf>,
     pub durability: Durability,
+    pub report_every: u64,
 }
 
 fn now_ns() -> u64 {
@@ -358,7 +359,7 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> anyhow::Result<()>
     while app.stats().commands < remaining {
         let work = app.do_work()?;
         let durable = app.stats().durable_seq;
-        if durable >= printed + 1_000 {
+        if durable >= printed + args.report_every.max(1) {
             writeln!(out, "durable seq={durable}")?;
             out.flush()?;
             printed = durable;

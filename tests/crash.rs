@@ -51,6 +51,8 @@ fn simulate_count(data_dir: &Path, commands: &str) -> Vec<String> {
         SEED,
         "--durability",
         "group-commit:500:64",
+        "--report-every",
+        "500",
     ]
     .iter()
     .map(|s| (*s).to_owned())
