@@ -59,6 +59,11 @@ enum Command {
         /// Print `durable seq=N` each time the watermark advances by this many commands.
         #[arg(long, default_value_t = 10_000)]
         report_every: u64,
+        /// How the application loop waits when idle: busy-spin, yield, or
+        /// backoff[:spins=N,yields=N,park-ns-min=N,park-ns-max=N]. On two cores, busy-spinning
+        /// the loop leaves one core for the generator and everything else.
+        #[arg(long, default_value = "backoff")]
+        idle: sequencer::ring::IdleConfig,
     },
     /// Rebuild the state from the journal and print `seq=<n> state_hash=<hex>` last.
     Replay {
@@ -279,7 +284,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Config { config } => check_config(config.as_deref(), &mut out)?,
-        Command::Simulate { data_dir, commands, seed, config, durability, report_every } => {
+        Command::Simulate { data_dir, commands, seed, config, durability, report_every, idle } => {
             let args = simulate::SimulateArgs {
                 data_dir,
                 commands,
@@ -287,6 +292,7 @@ fn main() -> anyhow::Result<()> {
                 config,
                 durability,
                 report_every,
+                idle,
             };
             simulate::simulate(&args, &mut out)?;
         }

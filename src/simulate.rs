@@ -21,7 +21,7 @@ use engine::{
 use sequencer::app_loop::{AppLoop, LoopConfig};
 use sequencer::journal::Durability;
 use sequencer::record::{encode_command, RECORD_BYTES};
-use sequencer::ring::{BackoffConfig, BackoffIdle, IdleStrategy, Ring};
+use sequencer::ring::{BackoffConfig, BackoffIdle, IdleConfig, IdleStrategy, Ring};
 use sequencer::sequencer::{Sequencer, SequencerConfig};
 
 use crate::config::Config;
@@ -233,6 +233,7 @@ pub struct SimulateArgs {
     pub config: Option<PathBuf>,
     pub durability: Durability,
     pub report_every: u64,
+    pub idle: IdleConfig,
 }
 
 fn now_ns() -> u64 {
@@ -354,7 +355,7 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> anyhow::Result<()>
         if pinned { "pinned to the last core" } else { "not pinned" }
     );
     let mut app = AppLoop::new(sequencer, consumer, Some(output_producer), LoopConfig::default());
-    let mut idle = BackoffIdle::new(BackoffConfig::default());
+    let mut idle = args.idle.build();
     let mut printed = 0u64;
     while app.stats().commands < remaining {
         let work = app.do_work()?;
