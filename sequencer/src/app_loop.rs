@@ -148,7 +148,10 @@ impl AppLoop {
                 return Err(error);
             }
         }
-        if commands > 0 || flush || self.stats.shutdown {
+        // An idle cycle with events still waiting commits too, so that group commit's time
+        // bound holds when input stops: the last batch becomes durable within the interval.
+        let waiting = self.pending_events() > 0;
+        if commands > 0 || waiting || flush || self.stats.shutdown {
             self.stats.durable_seq = if flush || self.stats.shutdown {
                 self.sequencer.flush()?
             } else {
