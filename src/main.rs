@@ -64,20 +64,27 @@ enum Command {
         /// the loop leaves one core for the generator and everything else.
         #[arg(long, default_value = "backoff")]
         idle: sequencer::ring::IdleConfig,
+        /// Snapshot the engine's state to RocksDB every this many commands (0: never); recovery
+        /// then replays only the journal after the newest one.
+        #[arg(long, default_value_t = sequencer::sequencer::SNAPSHOT_EVERY_COMMANDS)]
+        snapshot_every: u64,
     },
-    /// Rebuild the state from the journal and print `seq=<n> state_hash=<hex>` last.
+    /// Rebuild the state from the newest valid snapshot and the journal after it, and print
+    /// `seq=<n> state_hash=<hex>` last. Snapshots that fail their checks are skipped with a
+    /// warning.
     Replay {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
-        /// Stop after this sequence number.
+        /// Stop after this sequence number (starting from a snapshot at or below it).
         #[arg(long)]
         to_seq: Option<u64>,
-        /// Replay from the first command (the only mode until snapshots are stored).
+        /// Replay every command from the first, ignoring snapshots.
         #[arg(long)]
         from_genesis: bool,
     },
     /// Check every checksum, sequence continuity, that replayed events equal the event journal
-    /// byte for byte, and the invariants. Exit status 0 only if all hold.
+    /// byte for byte, that every stored snapshot and the newest one plus the journal tail agree
+    /// with the replay from genesis, and the invariants. Exit status 0 only if all hold.
     Verify {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
@@ -91,7 +98,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum Wallet {
-    /// An account's balances at a past sequence number (default: now), by replay.
+    /// An account's balances at a past sequence number (default: now), by replay from the
+    /// newest valid snapshot at or below it.
     History {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
@@ -284,7 +292,16 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Config { config } => check_config(config.as_deref(), &mut out)?,
-        Command::Simulate { data_dir, commands, seed, config, durability, report_every, idle } => {
+        Command::Simulate {
+            data_dir,
+            commands,
+            seed,
+            config,
+            durability,
+            report_every,
+            idle,
+            snapshot_every,
+        } => {
             let args = simulate::SimulateArgs {
                 data_dir,
                 commands,
@@ -293,11 +310,12 @@ fn main() -> anyhow::Result<()> {
                 durability,
                 report_every,
                 idle,
+                snapshot_every,
             };
             simulate::simulate(&args, &mut out)?;
         }
-        Command::Replay { data_dir, to_seq, from_genesis: _ } => {
-            history::run_replay(&data_dir, to_seq, &mut out)?;
+        Command::Replay { data_dir, to_seq, from_genesis } => {
+            history::run_replay(&data_dir, to_seq, from_genesis, &mut out)?;
         }
         Command::Verify { data_dir } => history::run_verify(&data_dir, &mut out)?,
         Command::Wallet { wallet: Wallet::History { data_dir, account, at_seq } } => {

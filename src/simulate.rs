@@ -22,7 +22,7 @@ use sequencer::app_loop::{AppLoop, LoopConfig};
 use sequencer::journal::Durability;
 use sequencer::record::{encode_command, RECORD_BYTES};
 use sequencer::ring::{BackoffConfig, BackoffIdle, IdleConfig, IdleStrategy, Ring};
-use sequencer::sequencer::{Sequencer, SequencerConfig};
+use sequencer::sequencer::{Sequencer, SequencerConfig, SNAPSHOTS_KEPT};
 
 use crate::config::Config;
 
@@ -234,6 +234,8 @@ pub struct SimulateArgs {
     pub durability: Durability,
     pub report_every: u64,
     pub idle: IdleConfig,
+    /// A snapshot every this many commands; zero for none.
+    pub snapshot_every: u64,
 }
 
 fn now_ns() -> u64 {
@@ -274,6 +276,8 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> anyhow::Result<()>
         durability: args.durability,
         segment_bytes: SEGMENT_BYTES,
         truncate_corrupt: false,
+        snapshot_every_commands: args.snapshot_every,
+        snapshots_kept: SNAPSHOTS_KEPT,
     };
     let (mut sequencer, recovery) = Sequencer::open(&sequencer_config)?;
     if let Some((path, offset, bytes)) = &recovery.commands.torn_tail {
@@ -281,6 +285,12 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> anyhow::Result<()>
             "recovery: torn command tail in {} at {offset}: {bytes} bytes cleared",
             path.display()
         );
+    }
+    for skipped in &recovery.snapshots_skipped {
+        eprintln!("recovery: warning: {skipped}");
+    }
+    if let Some(seq) = recovery.snapshot_seq {
+        eprintln!("recovery: from the snapshot at seq {seq}");
     }
     eprintln!(
         "recovery: {} commands replayed, {} missing events restored",

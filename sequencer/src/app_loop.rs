@@ -26,6 +26,8 @@ pub enum Control {
     Shutdown,
     /// Make everything durable now, whatever the policy.
     Flush,
+    /// Take a snapshot of the engine's state at the end of this cycle (which flushes too).
+    Snapshot,
 }
 
 /// What the loop has done so far; cheap to read between cycles.
@@ -40,6 +42,8 @@ pub struct LoopStats {
     pub cycle_ns_max: u64,
     pub busy_ns_total: u64,
     pub durable_seq: u64,
+    /// Snapshots taken, periodic and on demand.
+    pub snapshots: u64,
     pub shutdown: bool,
 }
 
@@ -115,10 +119,12 @@ impl AppLoop {
     pub fn do_work(&mut self) -> Result<usize, SequencerError> {
         let start = Instant::now();
         let mut flush = false;
+        let mut snapshot = false;
         while let Some(message) = self.control.pop() {
             match message {
                 Control::Shutdown => self.stats.shutdown = true,
                 Control::Flush => flush = true,
+                Control::Snapshot => snapshot = true,
             }
         }
         // One wall-clock read per cycle stamps the whole batch; the sequencer keeps time from
@@ -157,6 +163,12 @@ impl AppLoop {
             } else {
                 self.sequencer.commit()?
             };
+        }
+        // Between batches every command is whole, so this is a command boundary; the snapshot
+        // flushes both journals first and so is never ahead of them.
+        if snapshot || self.sequencer.snapshot_due() {
+            self.stats.durable_seq = self.sequencer.snapshot()?;
+            self.stats.snapshots += 1;
         }
         let released = self.release();
         let work = commands + released;

@@ -575,12 +575,53 @@ pub fn read_all(
     directory: &Path,
     name: &str,
     order: SeqOrder,
-    mut visit: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+    visit: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
 ) -> Result<u64, JournalError> {
+    Ok(read_from(directory, name, order, 0, visit)?.records)
+}
+
+/// What [`read_from`] read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadSummary {
+    /// Records read (and visited or not), in the segments that were read.
+    pub records: u64,
+    /// The last record's seq: the end of the journal, whatever `from_seq` was.
+    pub last_seq: Option<u64>,
+}
+
+/// Like [`read_all`], but skips whole segments whose records all lie below `from_seq`, so that a
+/// replay from a snapshot reads only the journal's tail. Records below `from_seq` in the
+/// segments that are read are still checked and passed to `visit`; the caller filters them.
+pub fn read_from(
+    directory: &Path,
+    name: &str,
+    order: SeqOrder,
+    from_seq: u64,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+) -> Result<ReadSummary, JournalError> {
     let segments = list_segments(directory, name)?;
+    // A segment's records lie below the next segment's first seq (or at it, for an order that
+    // allows repeats), so every segment before the last one that starts below `from_seq` can go.
+    let mut start = segments.windows(2).take_while(|pair| pair[1].first_seq < from_seq).count();
+    loop {
+        let summary = read_segments(&segments[start..], order, &mut visit)?;
+        // A crash right after a rollover can leave the newest segment without records; the end
+        // of the journal is then in the segment before it.
+        if summary.last_seq.is_some() || start == 0 {
+            return Ok(summary);
+        }
+        start -= 1;
+    }
+}
+
+fn read_segments(
+    segments: &[Segment],
+    order: SeqOrder,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
+) -> Result<ReadSummary, JournalError> {
     let mut last_seq: Option<u64> = None;
     let mut records = 0;
-    for segment in &segments {
+    for segment in segments {
         let bytes = fs::read(&segment.path).map_err(io(&segment.path))?;
         check_header(&segment.path, &bytes, order)?;
         let mut offset = SEGMENT_HEADER_BYTES;
@@ -607,5 +648,5 @@ pub fn read_all(
             }
         }
     }
-    Ok(records)
+    Ok(ReadSummary { records, last_seq })
 }

@@ -6,9 +6,11 @@
 //! sequence number and a timestamp, encodes it as a fixed-size [`record`], appends it to the
 //! command [`journal`] and hands it to the engine; the engine's events are journaled the same way,
 //! for audit and for downstream readers. The durable sequence number is published as a watermark
-//! that output paths wait on. Replay reads the journals back into an engine.
+//! that output paths wait on. Periodic snapshots of the engine's full state go to RocksDB
+//! ([`snapshot_store`]); recovery and replay restore the newest valid one and read back only the
+//! journal after it.
 //!
-//! This crate does file and memory-mapping I/O; it never opens sockets and never decides
+//! This crate does file, memory-mapping and RocksDB I/O; it never opens sockets and never decides
 //! anything about orders or money: that is the engine's job.
 
 pub mod app_loop;
@@ -16,3 +18,4 @@ pub mod journal;
 pub mod record;
 pub mod ring;
 pub mod sequencer;
+pub mod snapshot_store;

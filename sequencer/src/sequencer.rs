@@ -2,26 +2,39 @@
 //! journals it, hands it to the engine and journals the engine's events; and at start it
 //! recovers the engine from the journals.
 //!
-//! Recovery replays the command journal through a fresh engine and checks every regenerated
-//! event against the event journal, byte for byte. The event journal may end early, even in the
-//! middle of a command's events (the process died between the two appends): the missing events
-//! are appended from the replay. Anything else that differs is an error, because it means the
-//! journals disagree with the engine.
+//! Recovery restores the newest valid snapshot ([`crate::snapshot_store`]; genesis if there is
+//! none), replays the command journal after it, and checks every regenerated event against the
+//! event journal, byte for byte. The event journal may end early, even in the middle of a
+//! command's events (the process died between the two appends): the missing events are appended
+//! from the replay. Anything else that differs is an error, because it means the journals
+//! disagree with the engine.
+//!
+//! Snapshots are taken at command boundaries, every `snapshot_every_commands` commands and on
+//! demand, and only after both journals are flushed to the snapshot's seq: a snapshot is never
+//! ahead of the journal, so the events of every command it covers are already journaled and
+//! recovery compares only the events of the commands it replays.
 
 use std::path::{Path, PathBuf};
 
 use engine::{Command, CommandBody, Engine, EngineConfig, Event};
 
 use crate::journal::{
-    read_all, Durability, Journal, JournalConfig, JournalError, OpenReport, SeqOrder,
+    read_from, Durability, Journal, JournalConfig, JournalError, OpenReport, ReadSummary, SeqOrder,
 };
 use crate::record::{
     decode_command, decode_event, encode_command, encode_event, EventRecord, Record, RecordError,
     RECORD_BYTES,
 };
+use crate::snapshot_store::{
+    SkippedSnapshot, SnapshotDefect, SnapshotStore, SnapshotStoreError, SNAPSHOTS,
+};
 
 pub const COMMANDS: &str = "commands";
 pub const EVENTS: &str = "events";
+/// A snapshot every this many commands unless configured otherwise.
+pub const SNAPSHOT_EVERY_COMMANDS: u64 = 100_000;
+/// Snapshots kept after each new one unless configured otherwise.
+pub const SNAPSHOTS_KEPT: usize = 3;
 
 #[derive(Clone, Debug)]
 pub struct SequencerConfig {
@@ -30,6 +43,11 @@ pub struct SequencerConfig {
     pub durability: Durability,
     pub segment_bytes: u64,
     pub truncate_corrupt: bool,
+    /// Take a snapshot once this many commands have been sequenced since the last one; zero
+    /// takes them only on demand.
+    pub snapshot_every_commands: u64,
+    /// Snapshots kept after each new one; older ones are deleted. At least one is kept.
+    pub snapshots_kept: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +61,10 @@ pub enum SequencerError {
     RecordSize { journal: &'static str, seq: u64, expected: usize },
     #[error("command journal starts at seq {0}, not 1")]
     Start(u64),
+    #[error("command journal jumps from seq {previous} to {seq}")]
+    Gap { previous: u64, seq: u64 },
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotStoreError),
     #[error("event {index} of command {seq} differs between the event journal and the replay")]
     EventMismatch { seq: u64, index: u32 },
     #[error("the event journal has events of command {event_seq}, past the last, {command_seq}")]
@@ -54,6 +76,12 @@ pub enum SequencerError {
 pub struct Recovery {
     pub commands: OpenReport,
     pub events: OpenReport,
+    /// The seq of the snapshot recovery started from; `None` for genesis.
+    pub snapshot_seq: Option<u64>,
+    /// Snapshots passed over (damaged, refused by the engine, or past the journal), newest
+    /// first: warnings for the operator. Those past the journal have been deleted.
+    pub snapshots_skipped: Vec<SkippedSnapshot>,
+    /// Commands replayed after the snapshot (or from genesis).
     pub commands_replayed: u64,
     pub events_appended: u64,
 }
@@ -66,6 +94,11 @@ pub struct Sequencer {
     events: Journal,
     scratch: Vec<Event>,
     timestamp_ns: u64,
+    snapshots: SnapshotStore,
+    /// The seq of the newest snapshot taken or restored (zero: none).
+    snapshot_seq: u64,
+    snapshot_every_commands: u64,
+    snapshots_kept: usize,
 }
 
 fn journal_config(config: &SequencerConfig, name: &str, order: SeqOrder) -> JournalConfig {
@@ -87,95 +120,167 @@ fn as_record(journal: &'static str, seq: u64, payload: &[u8]) -> Result<Record, 
     })
 }
 
-/// Every command in the journal of `data_dir`, in order, decoded.
-pub fn read_commands(
+/// Reads journal `journal` of `data_dir` from `from_seq` on (whole segments below it are not
+/// read), passing each record at or above `from_seq` to `visit`.
+fn read_records(
     data_dir: &Path,
-    mut visit: impl FnMut(Command) -> Result<(), SequencerError>,
-) -> Result<u64, SequencerError> {
+    journal: &'static str,
+    order: SeqOrder,
+    from_seq: u64,
+    mut visit: impl FnMut(u64, &Record) -> Result<(), SequencerError>,
+) -> Result<ReadSummary, SequencerError> {
     let mut failure = None;
-    let mut expected = 1;
-    let outcome =
-        read_all(&data_dir.join("journal"), COMMANDS, SeqOrder::Strict, |seq, payload| {
-            let result =
-                as_record(COMMANDS, seq, payload).and_then(|record| {
-                    let command = decode_command(&record).map_err(|source| {
-                        SequencerError::Record { journal: COMMANDS, seq, source }
-                    })?;
-                    if command.seq != expected {
-                        return Err(SequencerError::Start(command.seq));
-                    }
-                    expected += 1;
-                    visit(command)
-                });
-            result.map_err(|error| {
-                failure = Some(error);
-                JournalError::PayloadSize(0)
-            })
-        });
+    let outcome = read_from(&data_dir.join("journal"), journal, order, from_seq, |seq, payload| {
+        if seq < from_seq {
+            return Ok(());
+        }
+        as_record(journal, seq, payload).and_then(|record| visit(seq, &record)).map_err(|error| {
+            // The journal reader's error type cannot carry ours; keep it aside and stop.
+            failure = Some(error);
+            JournalError::PayloadSize(0)
+        })
+    });
     match (outcome, failure) {
         (_, Some(error)) => Err(error),
-        (Ok(count), None) => Ok(count),
+        (Ok(summary), None) => Ok(summary),
         (Err(error), None) => Err(error.into()),
     }
+}
+
+/// Every command in the journal of `data_dir`, in order, decoded. Returns how many.
+pub fn read_commands(
+    data_dir: &Path,
+    visit: impl FnMut(Command) -> Result<(), SequencerError>,
+) -> Result<u64, SequencerError> {
+    Ok(read_commands_from(data_dir, 1, visit)?.records)
+}
+
+/// The commands of the journal of `data_dir` from `from_seq` on, in order, decoded, checking
+/// that none is missing from `from_seq` to the end. The summary's `last_seq` is the journal's
+/// end.
+pub fn read_commands_from(
+    data_dir: &Path,
+    from_seq: u64,
+    mut visit: impl FnMut(Command) -> Result<(), SequencerError>,
+) -> Result<ReadSummary, SequencerError> {
+    let from_seq = from_seq.max(1);
+    let mut expected = from_seq;
+    read_records(data_dir, COMMANDS, SeqOrder::Strict, from_seq, |seq, record| {
+        let command = decode_command(record).map_err(|source| SequencerError::Record {
+            journal: COMMANDS,
+            seq,
+            source,
+        })?;
+        // The journal checked that frame seqs rise by one; the first one read must be the one
+        // asked for, and each record must carry its frame's seq.
+        if command.seq != expected || seq != expected {
+            return Err(if expected == 1 {
+                SequencerError::Start(command.seq)
+            } else {
+                SequencerError::Gap { previous: expected - 1, seq: command.seq }
+            });
+        }
+        expected += 1;
+        visit(command)
+    })
 }
 
 /// Every event in the event journal of `data_dir`, in order, decoded.
 pub fn read_events(
     data_dir: &Path,
-    mut visit: impl FnMut(EventRecord) -> Result<(), SequencerError>,
+    visit: impl FnMut(EventRecord) -> Result<(), SequencerError>,
 ) -> Result<u64, SequencerError> {
-    let mut failure = None;
-    let outcome =
-        read_all(&data_dir.join("journal"), EVENTS, SeqOrder::NonDecreasing, |seq, payload| {
-            let result = as_record(EVENTS, seq, payload).and_then(|record| {
-                let event = decode_event(&record).map_err(|source| SequencerError::Record {
-                    journal: EVENTS,
-                    seq,
-                    source,
-                })?;
-                visit(event)
-            });
-            result.map_err(|error| {
-                failure = Some(error);
-                JournalError::PayloadSize(0)
-            })
-        });
-    match (outcome, failure) {
-        (_, Some(error)) => Err(error),
-        (Ok(count), None) => Ok(count),
-        (Err(error), None) => Err(error.into()),
+    Ok(read_events_from(data_dir, 0, visit)?.records)
+}
+
+/// The events of commands from `from_seq` on, in order, decoded.
+pub fn read_events_from(
+    data_dir: &Path,
+    from_seq: u64,
+    mut visit: impl FnMut(EventRecord) -> Result<(), SequencerError>,
+) -> Result<ReadSummary, SequencerError> {
+    read_records(data_dir, EVENTS, SeqOrder::NonDecreasing, from_seq, |seq, record| {
+        let event = decode_event(record).map_err(|source| SequencerError::Record {
+            journal: EVENTS,
+            seq,
+            source,
+        })?;
+        visit(event)
+    })
+}
+
+/// The newest snapshot recovery may start from, or a genesis engine. Snapshots past the end of
+/// the command journal are deleted first: once new commands take their sequence numbers, they
+/// would describe a history that never happened.
+fn restore_newest(
+    config: &SequencerConfig,
+    snapshots: &SnapshotStore,
+    journal_seq: u64,
+    recovery: &mut Recovery,
+) -> Result<Engine, SequencerError> {
+    for seq in snapshots.delete_above(journal_seq)? {
+        let defect = SnapshotDefect::AheadOfJournal { journal_seq };
+        recovery.snapshots_skipped.push(SkippedSnapshot { seq, defect });
     }
+    let search = snapshots.newest_valid(config.engine, Some(journal_seq))?;
+    recovery.snapshots_skipped.extend(search.skipped);
+    recovery.snapshot_seq = search.engine.as_ref().map(Engine::seq);
+    Ok(search.engine.unwrap_or_else(|| Engine::new(config.engine)))
 }
 
 impl Sequencer {
-    /// Opens the data directory, recovering the engine from its journals (or starting an empty
-    /// one), and repairs an event journal that ended early.
+    /// Opens the data directory, recovering the engine from the newest valid snapshot and the
+    /// journals after it (or from the journals alone), and repairs an event journal that ended
+    /// early.
     pub fn open(config: &SequencerConfig) -> Result<(Sequencer, Recovery), SequencerError> {
         let (commands, command_report) =
             Journal::open(journal_config(config, COMMANDS, SeqOrder::Strict))?;
         let (events, event_report) =
             Journal::open(journal_config(config, EVENTS, SeqOrder::NonDecreasing))?;
-        let mut journaled: Vec<Record> = Vec::new();
-        read_events(&config.data_dir, |record| {
-            journaled.push(encode_event(&record));
-            Ok(())
-        })?;
+        let snapshots = SnapshotStore::open(&config.data_dir.join(SNAPSHOTS))?;
+        let mut recovery =
+            Recovery { commands: command_report, events: event_report, ..Recovery::default() };
+        let journal_seq = commands.last_seq().unwrap_or(0);
+        let engine = restore_newest(config, &snapshots, journal_seq, &mut recovery)?;
         let mut sequencer = Sequencer {
-            engine: Engine::new(config.engine),
+            timestamp_ns: engine.timestamp_ns(),
+            snapshot_seq: engine.seq(),
+            engine,
             commands,
             events,
             scratch: Vec::with_capacity(1 << 16),
-            timestamp_ns: 0,
+            snapshots,
+            snapshot_every_commands: config.snapshot_every_commands,
+            snapshots_kept: config.snapshots_kept.max(1),
         };
-        let mut recovery =
-            Recovery { commands: command_report, events: event_report, ..Recovery::default() };
+        sequencer.replay_journal(&config.data_dir, &mut recovery)?;
+        sequencer.events.flush()?;
+        sequencer.commands.flush()?;
+        Ok((sequencer, recovery))
+    }
+
+    /// Replays the commands after the engine's seq and checks their events against the event
+    /// journal, appending the ones it lacks at its end.
+    fn replay_journal(
+        &mut self,
+        data_dir: &Path,
+        recovery: &mut Recovery,
+    ) -> Result<(), SequencerError> {
+        let from_seq = self.engine.seq() + 1;
+        // Events of commands the snapshot covers are already journaled (a snapshot is taken only
+        // after a flush) and the replay does not regenerate them: compare only the tail's.
+        let mut journaled: Vec<Record> = Vec::new();
+        read_events_from(data_dir, from_seq, |record| {
+            journaled.push(encode_event(&record));
+            Ok(())
+        })?;
         let mut next_event = 0usize;
-        read_commands(&config.data_dir, |command| {
-            sequencer.scratch.clear();
-            sequencer.engine.handle(&command, &mut sequencer.scratch);
-            sequencer.timestamp_ns = command.timestamp_ns;
+        read_commands_from(data_dir, from_seq, |command| {
+            self.scratch.clear();
+            self.engine.handle(&command, &mut self.scratch);
+            self.timestamp_ns = command.timestamp_ns;
             recovery.commands_replayed += 1;
-            for (index, event) in sequencer.scratch.iter().enumerate() {
+            for (index, event) in self.scratch.iter().enumerate() {
                 let index = u32::try_from(index).expect("events per command fit u32");
                 let record = EventRecord {
                     seq: command.seq,
@@ -190,7 +295,7 @@ impl Sequencer {
                     }
                     next_event += 1;
                 } else {
-                    sequencer.events.append(command.seq, &bytes)?;
+                    self.events.append(command.seq, &bytes)?;
                     recovery.events_appended += 1;
                 }
             }
@@ -198,14 +303,47 @@ impl Sequencer {
         })?;
         if let Some(extra) = journaled.get(next_event) {
             let event_seq = crate::record::record_seq(extra);
-            return Err(SequencerError::EventsAhead {
-                event_seq,
-                command_seq: sequencer.engine.seq(),
-            });
+            return Err(SequencerError::EventsAhead { event_seq, command_seq: self.engine.seq() });
         }
-        sequencer.events.flush()?;
-        sequencer.commands.flush()?;
-        Ok((sequencer, recovery))
+        Ok(())
+    }
+
+    /// Takes a snapshot now: flushes both journals, stores the engine's state under its seq
+    /// (synced), and prunes old snapshots down to the configured count. Every method of the
+    /// sequencer returns at a command boundary, so any moment between calls is a valid one.
+    /// Returns the snapshot's seq, which is also durable in both journals.
+    pub fn snapshot(&mut self) -> Result<u64, SequencerError> {
+        let durable = self.flush()?;
+        // The snapshot must never be ahead of the journal it will be replayed against.
+        assert_eq!(durable, self.engine.seq(), "flush makes every command durable");
+        let seq = self.snapshots.save(&self.engine)?;
+        self.snapshots.prune(self.snapshots_kept)?;
+        self.snapshot_seq = seq;
+        Ok(seq)
+    }
+
+    /// Whether `snapshot_every_commands` commands have been sequenced since the last snapshot.
+    /// One subtraction and a compare: cheap enough for every duty cycle.
+    pub fn snapshot_due(&self) -> bool {
+        self.snapshot_every_commands > 0
+            && self.engine.seq() - self.snapshot_seq >= self.snapshot_every_commands
+    }
+
+    /// Takes a snapshot if one is due; returns its seq if it did.
+    pub fn snapshot_if_due(&mut self) -> Result<Option<u64>, SequencerError> {
+        if self.snapshot_due() {
+            return self.snapshot().map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The seq of the newest snapshot taken or restored; zero if none.
+    pub fn snapshot_seq(&self) -> u64 {
+        self.snapshot_seq
+    }
+
+    pub fn snapshots(&self) -> &SnapshotStore {
+        &self.snapshots
     }
 
     /// Sequences one command: stamps it, journals it, applies it and journals its events.
@@ -273,8 +411,20 @@ pub fn replay(
     mut progress: impl FnMut(u64),
 ) -> Result<Engine, SequencerError> {
     let mut engine = Engine::new(engine_config);
+    replay_onto(&mut engine, data_dir, to_seq, &mut progress)?;
+    Ok(engine)
+}
+
+/// Applies the journal's commands after the engine's seq, up to `to_seq` (or the end). Returns
+/// what was read; its `last_seq` is the end of the journal.
+fn replay_onto(
+    engine: &mut Engine,
+    data_dir: &Path,
+    to_seq: Option<u64>,
+    progress: &mut impl FnMut(u64),
+) -> Result<ReadSummary, SequencerError> {
     let mut events = Vec::with_capacity(1 << 16);
-    read_commands(data_dir, |command| {
+    read_commands_from(data_dir, engine.seq() + 1, |command| {
         if to_seq.is_some_and(|to_seq| command.seq > to_seq) {
             return Ok(());
         }
@@ -282,6 +432,52 @@ pub fn replay(
         engine.handle(&command, &mut events);
         progress(command.seq);
         Ok(())
-    })?;
-    Ok(engine)
+    })
+}
+
+/// A state rebuilt by [`replay_from_snapshot`], and where it started.
+#[derive(Debug)]
+pub struct Replayed {
+    pub engine: Engine,
+    /// The snapshot the replay started from; `None` for genesis.
+    pub snapshot_seq: Option<u64>,
+    /// Newer snapshots passed over, with the reason: warnings for the operator.
+    pub skipped: Vec<SkippedSnapshot>,
+    /// The last command in the journal.
+    pub journal_seq: u64,
+}
+
+/// Rebuilds the engine from the newest valid snapshot at or below `to_seq` (any, if `None`) and
+/// the command journal after it, up to `to_seq` (or the end); from genesis if no snapshot
+/// serves. Reads the snapshot store without its lock, so it can run beside a live node, and
+/// changes nothing: a snapshot past the end of the journal is skipped, not deleted.
+pub fn replay_from_snapshot(
+    data_dir: &Path,
+    engine_config: EngineConfig,
+    to_seq: Option<u64>,
+    mut progress: impl FnMut(u64),
+) -> Result<Replayed, SequencerError> {
+    let store = SnapshotStore::open_read_only(&data_dir.join(SNAPSHOTS))?;
+    let mut bound = to_seq;
+    let mut skipped = Vec::new();
+    loop {
+        let search = match &store {
+            Some(store) => store.newest_valid(engine_config, bound)?,
+            None => crate::snapshot_store::SnapshotSearch::default(),
+        };
+        skipped.extend(search.skipped);
+        let snapshot_seq = search.engine.as_ref().map(Engine::seq);
+        let mut engine = search.engine.unwrap_or_else(|| Engine::new(engine_config));
+        let summary = replay_onto(&mut engine, data_dir, to_seq, &mut progress)?;
+        let journal_seq = summary.last_seq.unwrap_or(0);
+        match snapshot_seq {
+            // Nothing was replayed onto it, since the journal ends before it: look below.
+            Some(seq) if seq > journal_seq => {
+                let defect = SnapshotDefect::AheadOfJournal { journal_seq };
+                skipped.push(SkippedSnapshot { seq, defect });
+                bound = Some(journal_seq);
+            }
+            _ => return Ok(Replayed { engine, snapshot_seq, skipped, journal_seq }),
+        }
+    }
 }

@@ -44,6 +44,8 @@ fn sequencer(dir: &TempDir, durability: Durability) -> Sequencer {
         durability,
         segment_bytes: 1 << 20,
         truncate_corrupt: false,
+        snapshot_every_commands: 0,
+        snapshots_kept: 3,
     };
     Sequencer::open(&config).unwrap().0
 }

@@ -51,6 +51,8 @@ fn config(data_dir: &Path, segment_bytes: u64) -> SequencerConfig {
         durability: Durability::PageCache,
         segment_bytes,
         truncate_corrupt: false,
+        snapshot_every_commands: 0,
+        snapshots_kept: 3,
     }
 }
 
