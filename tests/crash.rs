@@ -1,7 +1,9 @@
 //! Crash recovery against the real binary: `exchange simulate` is killed with SIGKILL at
 //! several moments, restarted on the same data directory each time, and must end where an
 //! uninterrupted run ends. After every kill, everything the simulator reported durable must be
-//! in the journal, and `exchange verify` must pass at the end.
+//! in the journal, and `exchange verify` must pass at the end. The simulations snapshot every
+//! 2000 commands, so most restarts recover from a snapshot plus the journal tail, and a damaged
+//! snapshot must be skipped with a warning.
 
 // Test data is built from small counters; truncating them is the intent.
 #![allow(clippy::cast_possible_truncation)]
@@ -53,6 +55,8 @@ fn simulate_count(data_dir: &Path, commands: &str) -> Vec<String> {
         "group-commit:500:64",
         "--report-every",
         "500",
+        "--snapshot-every",
+        "2000",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -189,4 +193,56 @@ fn wallet_history_reads_balances_at_past_sequence_numbers() {
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("account 99 does not exist"));
+}
+
+#[test]
+fn a_damaged_snapshot_is_skipped_by_replay_and_reported_by_verify() {
+    let dir = TempDir::new("snapshot");
+    let output = exchange().args(simulate_count(&dir.0, "5000")).output().unwrap();
+    let expected = final_line(&output);
+    let data_dir = dir.0.to_str().unwrap();
+    let replay = |extra: &[&str]| {
+        exchange().args(["replay", "--data-dir", data_dir]).args(extra).output().unwrap()
+    };
+    let from_snapshot = replay(&[]);
+    assert_eq!(final_line(&from_snapshot), expected);
+    let note = String::from_utf8_lossy(&from_snapshot.stderr).into_owned();
+    let newest: u64 = note
+        .split("replay: from the snapshot at seq ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("replay names its snapshot: {note}"))
+        .parse()
+        .unwrap();
+    assert!(newest >= 4000, "{note}");
+
+    // Flip a byte of the newest snapshot's engine bytes, through RocksDB itself.
+    {
+        let db = rocksdb::DB::open_default(dir.0.join("snapshots")).unwrap();
+        let mut value = db.get(newest.to_be_bytes()).unwrap().unwrap();
+        value[32 + 100] ^= 0x01;
+        db.put(newest.to_be_bytes(), value).unwrap();
+    }
+    let fallback = replay(&[]);
+    assert_eq!(final_line(&fallback), expected, "an older snapshot or genesis gives the same");
+    let stderr = String::from_utf8_lossy(&fallback.stderr).into_owned();
+    assert!(stderr.contains(&format!("warning: snapshot at seq {newest} skipped")), "{stderr}");
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    let genesis = replay(&["--from-genesis"]);
+    assert_eq!(final_line(&genesis), expected);
+    assert!(!String::from_utf8_lossy(&genesis.stderr).contains("from the snapshot"));
+
+    let verify = exchange().args(["verify", "--data-dir", data_dir]).output().unwrap();
+    assert_eq!(final_line(&verify), expected);
+    let report = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(report.contains(&format!("warning: snapshot at seq {newest} skipped")), "{report}");
+    assert!(report.contains("plus the journal tail gives the same state hash"), "{report}");
+
+    // The node itself recovers past it, and a later run still verifies.
+    let resumed = exchange().args(simulate_count(&dir.0, "5500")).output().unwrap();
+    let resumed_stderr = String::from_utf8_lossy(&resumed.stderr).into_owned();
+    assert!(resumed.status.success(), "{resumed_stderr}");
+    assert!(resumed_stderr.contains("recovery: warning: snapshot at seq"), "{resumed_stderr}");
+    let verify = exchange().args(["verify", "--data-dir", data_dir]).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
 }
