@@ -10,7 +10,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use benches::{EngineBenchConfig, Mix, RingBenchConfig, WalletBenchConfig};
+use benches::{
+    EngineBenchConfig, JournalBenchConfig, LoopBenchConfig, Mix, RingBenchConfig, WalletBenchConfig,
+};
 use clap::{Args, Parser, Subcommand};
 
 /// Large tables get transparent huge pages; see `huge_pages` for why and what it measured.
@@ -26,7 +28,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a benchmark (build with --release): engine, wallet or ring.
+    /// Run a benchmark (build with --release): engine, wallet, ring, journal or loop.
     Bench {
         #[command(subcommand)]
         bench: Bench,
@@ -121,6 +123,13 @@ enum Bench {
     /// One hop through a shared-memory ring between two threads pinned to two cores: open-loop
     /// latency at fixed offered rates and closed-loop throughput, 128-byte records.
     Ring(RingArgs),
+    /// 128-byte records appended to real journal files under each durability policy:
+    /// closed-loop records/s (a commit every 64) and open-loop append latency.
+    Journal(JournalArgs),
+    /// Commands through input ring, application loop (sequencer, journals, engine) and output
+    /// ring, per durability policy: open-loop latency to the first released event, and
+    /// closed-loop throughput.
+    Loop(LoopArgs),
 }
 
 /// Flags shared by both benchmarks. Unset flags take the defaults (or the --quick defaults).
@@ -180,6 +189,104 @@ struct WalletArgs {
     /// Percent of commands that resend an earlier transfer unchanged [default: 4].
     #[arg(long)]
     retry_percent: Option<u64>,
+    /// Journal every transfer through the sequencer and count it once durable (first rate
+    /// only) [default: off].
+    #[arg(long)]
+    journal: bool,
+    /// Durability policy with --journal: page-cache, group-commit, group-commit:MICROS:RECORDS
+    /// or sync [default: group-commit, 1 ms or 4096 records].
+    #[arg(long)]
+    durability: Option<sequencer::journal::Durability>,
+    /// Parent directory of the temporary journal with --journal [default: the temp dir].
+    #[arg(long)]
+    journal_dir: Option<PathBuf>,
+}
+
+/// Flags of the durable benchmarks (journal, loop).
+#[derive(Debug, Args)]
+struct DurableArgs {
+    /// Offered rate of the open-loop latency runs, per second [default: 1000000].
+    #[arg(long = "rate")]
+    rate_per_sec: Option<u64>,
+    /// Durability policies, one run each (repeatable or a comma list): page-cache,
+    /// group-commit, group-commit:MICROS:RECORDS, sync [default: page-cache,group-commit,sync].
+    #[arg(long = "durability", value_delimiter = ',')]
+    policies: Option<Vec<sequencer::journal::Durability>>,
+    /// Each timed run stops issuing after this many milliseconds [default: 4000].
+    #[arg(long)]
+    time_limit_ms: Option<u64>,
+    /// Parent directory of the temporary journals, on a real file system [default: temp dir].
+    #[arg(long)]
+    journal_dir: Option<PathBuf>,
+    /// Directory for .hgrm files and PNG plots [default: ./bench-out].
+    #[arg(long = "out")]
+    out_dir: Option<PathBuf>,
+    /// Short runs for a smoke test.
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object with the results as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct JournalArgs {
+    #[command(flatten)]
+    durable: DurableArgs,
+    /// Measured records of the open-loop run, per policy [default: 2000000].
+    #[arg(long)]
+    records: Option<usize>,
+    /// Records of the closed-loop run, per policy [default: 4000000].
+    #[arg(long)]
+    throughput_records: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct LoopArgs {
+    #[command(flatten)]
+    durable: DurableArgs,
+    /// Measured commands per run [default: 1000000].
+    #[arg(long)]
+    commands: Option<usize>,
+    /// Warm-up commands through the rings, untimed, after the pre-placed orders
+    /// [default: 100000].
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Instruments (books) [default: 1].
+    #[arg(long)]
+    instruments: Option<u32>,
+}
+
+fn journal_config(args: JournalArgs) -> JournalBenchConfig {
+    let durable = args.durable;
+    let base =
+        if durable.quick { JournalBenchConfig::quick() } else { JournalBenchConfig::default() };
+    JournalBenchConfig {
+        throughput_records: args.throughput_records.unwrap_or(base.throughput_records),
+        records: args.records.unwrap_or(base.records),
+        rate_per_sec: durable.rate_per_sec.unwrap_or(base.rate_per_sec),
+        policies: durable.policies.unwrap_or(base.policies),
+        time_limit_ns: durable.time_limit_ms.map_or(base.time_limit_ns, |ms| ms * 1_000_000),
+        dir: durable.journal_dir.unwrap_or(base.dir),
+        out_dir: durable.out_dir.unwrap_or(base.out_dir),
+        ..base
+    }
+}
+
+fn loop_config(args: LoopArgs) -> LoopBenchConfig {
+    let durable = args.durable;
+    let base = if durable.quick { LoopBenchConfig::quick() } else { LoopBenchConfig::default() };
+    LoopBenchConfig {
+        instruments: args.instruments.unwrap_or(base.instruments),
+        warmup_commands: args.warmup.unwrap_or(base.warmup_commands),
+        measured_commands: args.commands.unwrap_or(base.measured_commands),
+        rate_per_sec: durable.rate_per_sec.unwrap_or(base.rate_per_sec),
+        policies: durable.policies.unwrap_or(base.policies),
+        time_limit_ns: durable.time_limit_ms.map_or(base.time_limit_ns, |ms| ms * 1_000_000),
+        dir: durable.journal_dir.unwrap_or(base.dir),
+        out_dir: durable.out_dir.unwrap_or(base.out_dir),
+        ..base
+    }
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +379,33 @@ fn main() -> anyhow::Result<()> {
             let json = args.common.json;
             let report = benches::engine_bench::run(&engine_config(args), &mut out)
                 .context("bench engine")?;
+            if json {
+                writeln!(out, "{}", report.to_json_line()?)?;
+            }
+        }
+        Command::Bench { bench: Bench::Wallet(args) } if args.journal => {
+            let json = args.common.json;
+            let durability = args.durability.unwrap_or_else(benches::durable::group_commit);
+            let dir = args.journal_dir.clone().unwrap_or_else(std::env::temp_dir);
+            let report =
+                benches::wallet_journal::run(&wallet_config(args), durability, &dir, &mut out)
+                    .context("bench wallet --journal")?;
+            if json {
+                writeln!(out, "{}", report.to_json_line()?)?;
+            }
+        }
+        Command::Bench { bench: Bench::Journal(args) } => {
+            let json = args.durable.json;
+            let report = benches::journal_bench::run(&journal_config(args), &mut out)
+                .context("bench journal")?;
+            if json {
+                writeln!(out, "{}", report.to_json_line()?)?;
+            }
+        }
+        Command::Bench { bench: Bench::Loop(args) } => {
+            let json = args.durable.json;
+            let report =
+                benches::loop_bench::run(&loop_config(args), &mut out).context("bench loop")?;
             if json {
                 writeln!(out, "{}", report.to_json_line()?)?;
             }

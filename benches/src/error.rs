@@ -17,6 +17,8 @@ pub enum BenchError {
     Plot { path: PathBuf, message: String },
     #[error("cannot encode the JSON summary: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("sequencer or journal: {0}")]
+    Sequencer(String),
     #[error("the benchmark thread panicked")]
     ThreadPanicked,
 }

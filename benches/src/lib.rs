@@ -1,5 +1,6 @@
 //! Load generators and benchmarks for the exchange: `exchange bench engine`,
-//! `exchange bench wallet` and `exchange bench ring`.
+//! `exchange bench wallet [--journal]`, `exchange bench ring`, `exchange bench journal` and
+//! `exchange bench loop`.
 //!
 //! In: settings from the CLI. Out: a percentile report for people (on a writer the caller
 //! gives), `.hgrm` percentile distributions and PNG percentile plots in an output directory, and
@@ -8,14 +9,19 @@
 //! pinned to the last core, and timed closed-loop (throughput) and open-loop at fixed offered
 //! rates with coordinated omission corrected ([`runner`]). The engine bench also drives the same
 //! stream through the `orderbook-rs` crate as a peer ([`peer`]). The ring bench ([`ring`]) times
-//! one hop through a sequencer ring between two threads pinned to different cores.
+//! one hop through a sequencer ring between two threads pinned to different cores. The durable
+//! benchmarks ([`journal_bench`], [`loop_bench`], [`wallet_journal`]) write real journal files
+//! under each durability policy ([`durable`]) and name the policy in every result.
 //!
 //! This crate never changes the engine's behaviour and never skips work: every command of every
 //! stream, setup and warm-up included, goes through the engine's public `handle`, and each run
 //! must end in the exact state (by state hash) the stream's generator predicted.
 
+pub mod durable;
 pub mod engine_bench;
 mod error;
+pub mod journal_bench;
+pub mod loop_bench;
 pub mod market;
 pub mod peer;
 pub mod plot;
@@ -24,9 +30,12 @@ pub mod ring;
 pub mod rng;
 pub mod runner;
 pub mod wallet;
+pub mod wallet_journal;
 
 pub use engine_bench::{EngineBenchConfig, EngineBenchReport};
 pub use error::BenchError;
+pub use journal_bench::{JournalBenchConfig, JournalBenchReport};
+pub use loop_bench::{LoopBenchConfig, LoopBenchReport};
 pub use market::Mix;
 pub use ring::{RingBenchConfig, RingBenchReport};
 pub use wallet::{WalletBenchConfig, WalletBenchReport};
