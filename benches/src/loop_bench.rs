@@ -261,7 +261,7 @@ impl Driver {
                 if now_ns < due_ns {
                     break;
                 }
-                if due_ns - t0 > self.time_limit_ns {
+                if now_ns - t0 > self.time_limit_ns {
                     (limit, cut_short) = (next, true);
                     break;
                 }
