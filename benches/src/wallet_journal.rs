@@ -31,6 +31,9 @@ use crate::wallet::{self, WalletBenchConfig, WalletStream, WalletStreamStats};
 use crate::BenchError;
 
 const START_LEAD_NS: u64 = 1_000_000;
+/// Each timed run stops submitting after this long, so a slow disk cannot stretch a run to
+/// minutes; the report then says how many transfers it covered.
+pub const TIME_LIMIT_NS: u64 = 4_000_000_000;
 
 /// The journaled wallet run's results.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -101,16 +104,21 @@ fn closed_loop(
 ) -> Result<Throughput, BenchError> {
     let mut sequencer = prepared_sequencer(stream, dir, durability, segment_bytes)?;
     let start = Instant::now();
+    let mut count = 0u64;
     for (index, command) in stream.measured.iter().enumerate() {
         sequencer.submit(command.body, command.timestamp_ns).map_err(sequencer_error)?;
+        count += 1;
         if (index + 1) % COMMIT_EVERY == 0 {
             sequencer.commit().map_err(sequencer_error)?;
+            if nanos_since(start) > TIME_LIMIT_NS {
+                break;
+            }
         }
     }
     let durable = sequencer.flush().map_err(sequencer_error)?;
     let elapsed_ns = nanos_since(start);
     assert_eq!(durable, sequencer.seq(), "the watermark covers every transfer");
-    Ok(Throughput { count: stream.measured.len() as u64, elapsed_ns })
+    Ok(Throughput { count, elapsed_ns })
 }
 
 fn open_loop(
@@ -122,7 +130,8 @@ fn open_loop(
 ) -> Result<OpenRun, BenchError> {
     let mut sequencer = prepared_sequencer(stream, dir, durability, segment_bytes)?;
     let first_seq = sequencer.seq() + 1;
-    let count = stream.measured.len();
+    let mut count = stream.measured.len();
+    let mut cut_short = false;
     // Due times by position, kept until the watermark covers the transfer.
     let mut due = vec![u64::MAX; count];
     let mut latency_ns = runner::latency_histogram();
@@ -132,6 +141,9 @@ fn open_loop(
     let mut now_ns = 0;
     while acknowledged < count {
         let mut submitted = false;
+        if next < count && now_ns > START_LEAD_NS + TIME_LIMIT_NS {
+            (count, cut_short) = (next, true);
+        }
         while next < count && schedule.due_ns() <= now_ns {
             let command = &stream.measured[next];
             due[next] = schedule.due_ns();
@@ -158,7 +170,7 @@ fn open_loop(
         offered_per_sec: rate,
         issued: count as u64,
         elapsed_ns: now_ns - START_LEAD_NS,
-        cut_short: false,
+        cut_short,
         latency_ns,
     })
 }
@@ -249,9 +261,16 @@ pub fn run(
     let rate = runner::per_sec(closed.count, closed.elapsed_ns);
     writeln!(
         out,
-        "closed loop: {} durable transfers/s ({:.1} ns/transfer, final flush included)",
+        "closed loop: {} durable transfers/s ({:.1} ns/transfer, final flush included) over {} \
+         transfers{}",
         human_rate(rate),
-        1e9 / rate
+        1e9 / rate,
+        human_rate(closed.count as f64),
+        if closed.count < config.measured_commands as u64 {
+            " (stopped at the time limit)"
+        } else {
+            ""
+        },
     )?;
     writeln!(
         out,
