@@ -4,45 +4,17 @@
 // Test data is built from small counters; truncating them is the intent.
 #![allow(clippy::cast_possible_truncation)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use engine::{
-    AccountId, Amount, AssetId, CommandBody, EngineConfig, InstrumentId, InstrumentSpec, NewOrder,
-    OrderId, OrderType, Price, Quantity, SelfTradePrevention, Side, TimeInForce, TransactionId,
-};
+use engine::{AccountId, AssetId, CommandBody};
 use sequencer::journal::Durability;
 use sequencer::sequencer::{
     read_commands, read_events, replay, Sequencer, SequencerConfig, SequencerError,
 };
 
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("sequencer-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn engine_config() -> EngineConfig {
-    EngineConfig {
-        assets_max: 4,
-        instruments_max: 2,
-        accounts_max: 16,
-        orders_max: 1 << 12,
-        levels_max: 256,
-        orders_per_account_max: 1 << 10,
-        transactions_max: 1 << 12,
-        fee_account: AccountId(0),
-    }
-}
+use common::{engine_config, genesis, trading, TempDir};
 
 fn config(data_dir: &Path, segment_bytes: u64) -> SequencerConfig {
     SequencerConfig {
@@ -54,76 +26,6 @@ fn config(data_dir: &Path, segment_bytes: u64) -> SequencerConfig {
         snapshot_every_commands: 0,
         snapshots_kept: 3,
     }
-}
-
-fn genesis() -> Vec<CommandBody> {
-    let mut commands = vec![
-        CommandBody::AddAsset { asset: AssetId(0), scale: 8 },
-        CommandBody::AddAsset { asset: AssetId(1), scale: 2 },
-        CommandBody::AddInstrument(InstrumentSpec {
-            instrument: InstrumentId(0),
-            base_asset: AssetId(0),
-            quote_asset: AssetId(1),
-            tick_size: Price(1),
-            lot_size: Quantity(1),
-            quantity_min: Quantity(1),
-            quantity_max: Quantity(1_000),
-            base_per_lot: 1_000,
-            quote_per_tick_lot: 1,
-            reference_price: Price(1_000),
-            band_bps: 5_000,
-            maker_fee_bps: 10,
-            taker_fee_bps: 20,
-        }),
-    ];
-    for account in 1..=4u32 {
-        commands.push(CommandBody::CreateAccount { account: AccountId(account) });
-        for asset in 0..2u16 {
-            commands.push(CommandBody::Deposit {
-                transaction_id: TransactionId(u128::from(account) << 8 | u128::from(asset)),
-                account: AccountId(account),
-                asset: AssetId(asset),
-                amount: Amount(1 << 40),
-            });
-        }
-    }
-    commands
-}
-
-/// A deterministic stream of crossing and resting orders, cancels and transfers.
-fn trading(count: u64, first_id: u64) -> Vec<CommandBody> {
-    (0..count)
-        .map(|index| {
-            let id = first_id + index;
-            let account = AccountId(1 + (id % 4) as u32);
-            match id % 7 {
-                5 => CommandBody::CancelOrder {
-                    order_id: OrderId(id - 3),
-                    account: AccountId(1 + ((id - 3) % 4) as u32),
-                },
-                6 => CommandBody::Transfer {
-                    transaction_id: TransactionId(1 << 64 | u128::from(id)),
-                    from: account,
-                    to: AccountId(1 + ((id + 1) % 4) as u32),
-                    asset: AssetId(1),
-                    amount: Amount(u128::from(id % 100) + 1),
-                },
-                _ => CommandBody::NewOrder(NewOrder {
-                    order_id: OrderId(id),
-                    account,
-                    instrument: InstrumentId(0),
-                    side: if id % 2 == 0 { Side::Buy } else { Side::Sell },
-                    order_type: OrderType::Limit,
-                    time_in_force: if id % 11 == 0 { TimeInForce::Ioc } else { TimeInForce::Gtc },
-                    post_only: false,
-                    self_trade_prevention: SelfTradePrevention::CancelResting,
-                    price: Price(990 + (id * 7919) % 21),
-                    quantity: Quantity(1 + id % 9),
-                    quote_budget: Amount(0),
-                }),
-            }
-        })
-        .collect()
 }
 
 fn run(sequencer: &mut Sequencer, commands: Vec<CommandBody>) {
@@ -138,7 +40,7 @@ fn run(sequencer: &mut Sequencer, commands: Vec<CommandBody>) {
 
 #[test]
 fn reopening_recovers_the_same_state_and_continues() {
-    let dir = TempDir::new("reopen");
+    let dir = TempDir::new("sequencer", "reopen");
     let (mut sequencer, recovery) = Sequencer::open(&config(&dir.0, 1 << 16)).unwrap();
     assert_eq!(recovery.commands_replayed, 0);
     run(&mut sequencer, genesis());
@@ -160,7 +62,7 @@ fn reopening_recovers_the_same_state_and_continues() {
 
 #[test]
 fn an_event_journal_that_ended_early_is_completed_from_the_replay() {
-    let dir = TempDir::new("events-tail");
+    let dir = TempDir::new("sequencer", "events-tail");
     let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 1 << 20)).unwrap();
     run(&mut sequencer, genesis());
     run(&mut sequencer, trading(300, 1));
@@ -197,13 +99,13 @@ fn an_event_journal_that_ended_early_is_completed_from_the_replay() {
 
 #[test]
 fn journals_that_disagree_with_the_engine_are_refused() {
-    let dir = TempDir::new("disagree");
+    let dir = TempDir::new("sequencer", "disagree");
     let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 1 << 20)).unwrap();
     run(&mut sequencer, genesis());
     run(&mut sequencer, trading(50, 1));
     drop(sequencer);
     // Rewrite the event journal from a different history: same shape, other amounts.
-    let other = TempDir::new("disagree-other");
+    let other = TempDir::new("sequencer", "disagree-other");
     let (mut sequencer, _) = Sequencer::open(&config(&other.0, 1 << 20)).unwrap();
     run(&mut sequencer, genesis());
     run(&mut sequencer, trading(50, 100));
@@ -230,7 +132,7 @@ fn journals_that_disagree_with_the_engine_are_refused() {
 
 #[test]
 fn replay_to_a_past_seq_equals_the_state_at_that_seq() {
-    let dir = TempDir::new("history");
+    let dir = TempDir::new("sequencer", "history");
     let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 1 << 16)).unwrap();
     run(&mut sequencer, genesis());
     let mut checkpoints = Vec::new();
@@ -250,7 +152,7 @@ fn replay_to_a_past_seq_equals_the_state_at_that_seq() {
 
 #[test]
 fn timestamps_never_run_backwards() {
-    let dir = TempDir::new("time");
+    let dir = TempDir::new("sequencer", "time");
     let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 1 << 16)).unwrap();
     let (first, _) =
         sequencer.submit(CommandBody::CreateAccount { account: AccountId(1) }, 500).unwrap();

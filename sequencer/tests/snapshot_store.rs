@@ -6,13 +6,9 @@
 // Test data is built from small counters; truncating them is the intent.
 #![allow(clippy::cast_possible_truncation)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use engine::{
-    AccountId, Amount, AssetId, Command, CommandBody, EngineConfig, InstrumentId, InstrumentSpec,
-    NewOrder, OrderId, OrderType, Price, Quantity, SelfTradePrevention, Side, TimeInForce,
-    TransactionId,
-};
+use engine::{Command, CommandBody};
 use sequencer::app_loop::{AppLoop, Control, LoopConfig};
 use sequencer::journal::Durability;
 use sequencer::record::{encode_command, encode_event, RECORD_BYTES};
@@ -22,34 +18,9 @@ use sequencer::snapshot_store::{
     key, SkippedSnapshot, SnapshotDefect, SnapshotStore, HEADER_BYTES, SNAPSHOTS,
 };
 
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("snapshots-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn engine_config() -> EngineConfig {
-    EngineConfig {
-        assets_max: 4,
-        instruments_max: 2,
-        accounts_max: 16,
-        orders_max: 1 << 12,
-        levels_max: 256,
-        orders_per_account_max: 1 << 10,
-        transactions_max: 1 << 12,
-        fee_account: AccountId(0),
-    }
-}
+use common::{engine_config, genesis, trading, TempDir};
 
 /// Small segments (about 25 commands each) so that snapshots and tails straddle rollovers.
 const SEGMENT_BYTES: u64 = 1 << 12;
@@ -66,79 +37,6 @@ fn config(data_dir: &Path, snapshot_every_commands: u64, snapshots_kept: usize) 
     }
 }
 
-fn genesis() -> Vec<CommandBody> {
-    let mut commands = vec![
-        CommandBody::AddAsset { asset: AssetId(0), scale: 8 },
-        CommandBody::AddAsset { asset: AssetId(1), scale: 2 },
-        CommandBody::AddInstrument(InstrumentSpec {
-            instrument: InstrumentId(0),
-            base_asset: AssetId(0),
-            quote_asset: AssetId(1),
-            tick_size: Price(1),
-            lot_size: Quantity(1),
-            quantity_min: Quantity(1),
-            quantity_max: Quantity(1_000),
-            base_per_lot: 1_000,
-            quote_per_tick_lot: 1,
-            reference_price: Price(1_000),
-            band_bps: 5_000,
-            maker_fee_bps: 10,
-            taker_fee_bps: 20,
-        }),
-    ];
-    for account in 1..=4u32 {
-        commands.push(CommandBody::CreateAccount { account: AccountId(account) });
-        for asset in 0..2u16 {
-            commands.push(CommandBody::Deposit {
-                transaction_id: TransactionId(u128::from(account) << 8 | u128::from(asset)),
-                account: AccountId(account),
-                asset: AssetId(asset),
-                amount: Amount(1 << 40),
-            });
-        }
-    }
-    commands
-}
-
-/// Crossing and resting orders, cancels and transfers: books, holds and idempotency ids all
-/// carry state across a snapshot.
-fn trading(count: u64, first_id: u64) -> Vec<CommandBody> {
-    (0..count)
-        .map(|index| {
-            let id = first_id + index;
-            let account = AccountId(1 + (id % 4) as u32);
-            match id % 7 {
-                5 => CommandBody::CancelOrder {
-                    order_id: OrderId(id - 3),
-                    account: AccountId(1 + ((id - 3) % 4) as u32),
-                },
-                6 => CommandBody::Transfer {
-                    transaction_id: TransactionId(1 << 64 | u128::from(id)),
-                    from: account,
-                    to: AccountId(1 + ((id + 1) % 4) as u32),
-                    asset: AssetId(1),
-                    amount: Amount(u128::from(id % 100) + 1),
-                },
-                _ => CommandBody::NewOrder(NewOrder {
-                    order_id: OrderId(id),
-                    account,
-                    instrument: InstrumentId(0),
-                    side: if id % 2 == 0 { Side::Buy } else { Side::Sell },
-                    order_type: OrderType::Limit,
-                    time_in_force: if id % 11 == 0 { TimeInForce::Ioc } else { TimeInForce::Gtc },
-                    post_only: false,
-                    self_trade_prevention: SelfTradePrevention::CancelResting,
-                    price: Price(990 + (id * 7919) % 21),
-                    quantity: Quantity(1 + id % 9),
-                    quote_budget: Amount(0),
-                }),
-            }
-        })
-        .collect()
-}
-
-/// Submits `commands` one by one, committing in batches and taking a snapshot whenever one is
-/// due, as the application loop does between batches.
 fn run(sequencer: &mut Sequencer, commands: Vec<CommandBody>) {
     for (index, body) in commands.into_iter().enumerate() {
         let timestamp_ns = 1_000 + sequencer.seq();
@@ -187,8 +85,8 @@ fn corrupt(data_dir: &Path, seq: u64, offset: usize) {
 
 #[test]
 fn snapshot_plus_tail_equals_full_replay_across_segment_boundaries() {
-    let snapshotted = TempDir::new("tail");
-    let reference = TempDir::new("tail-reference");
+    let snapshotted = TempDir::new("snapshots", "tail");
+    let reference = TempDir::new("snapshots", "tail-reference");
     let (mut with, _) = Sequencer::open(&config(&snapshotted.0, 37, 100)).unwrap();
     let (mut without, _) = Sequencer::open(&config(&reference.0, 0, 1)).unwrap();
     for sequencer in [&mut with, &mut without] {
@@ -236,7 +134,7 @@ fn snapshot_plus_tail_equals_full_replay_across_segment_boundaries() {
 
 #[test]
 fn a_snapshot_with_a_bad_checksum_is_skipped_for_an_older_one_or_genesis() {
-    let dir = TempDir::new("corrupt");
+    let dir = TempDir::new("snapshots", "corrupt");
     let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 0, 10)).unwrap();
     run(&mut sequencer, genesis());
     let mut taken = Vec::new();
@@ -286,7 +184,7 @@ fn a_snapshot_with_a_bad_checksum_is_skipped_for_an_older_one_or_genesis() {
 
 #[test]
 fn a_truncated_or_foreign_value_is_refused_not_restored() {
-    let dir = TempDir::new("foreign");
+    let dir = TempDir::new("snapshots", "foreign");
     let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 0, 10)).unwrap();
     run(&mut sequencer, genesis());
     let first = sequencer.snapshot().unwrap();
@@ -307,7 +205,7 @@ fn a_truncated_or_foreign_value_is_refused_not_restored() {
 
 #[test]
 fn pruning_keeps_the_newest_n() {
-    let dir = TempDir::new("prune");
+    let dir = TempDir::new("snapshots", "prune");
     let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 10, 3)).unwrap();
     run(&mut sequencer, genesis());
     run(&mut sequencer, trading(100, 1));
@@ -331,8 +229,8 @@ fn stored_seqs_of(sequencer: &Sequencer) -> Vec<u64> {
 
 #[test]
 fn a_snapshot_past_the_journal_is_skipped_by_replay_and_deleted_by_recovery() {
-    let dir = TempDir::new("ahead");
-    let further = TempDir::new("ahead-further");
+    let dir = TempDir::new("snapshots", "ahead");
+    let further = TempDir::new("snapshots", "ahead-further");
     let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 0, 10)).unwrap();
     run(&mut sequencer, genesis());
     run(&mut sequencer, trading(40, 1));
@@ -367,7 +265,7 @@ fn a_snapshot_past_the_journal_is_skipped_by_replay_and_deleted_by_recovery() {
 
 #[test]
 fn the_loop_takes_snapshots_periodically_and_on_demand() {
-    let dir = TempDir::new("loop");
+    let dir = TempDir::new("snapshots", "loop");
     let (sequencer, _) = Sequencer::open(&config(&dir.0, 40, 10)).unwrap();
     let (mut input, consumer) = Ring::create_in_memory(256, RECORD_BYTES).unwrap().split();
     let loop_config = LoopConfig { batch_max: 16, pending_events_max: 1 << 12 };
