@@ -15,7 +15,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_queue::ArrayQueue;
 use engine::Event;
 
-use crate::record::{decode_command, encode_event, EventRecord, Record, RECORD_BYTES};
+use crate::record::{
+    decode_command_origin, encode_command_from, encode_event, EventRecord, Record, ECHO_FLAG,
+    RECORD_BYTES,
+};
 use crate::ring::{IdleStrategy, RingConsumer, RingProducer};
 use crate::sequencer::{Sequencer, SequencerError};
 
@@ -53,18 +56,23 @@ pub struct LoopConfig {
     pub batch_max: usize,
     /// Events that may wait for durability before the loop stops taking input.
     pub pending_events_max: usize,
+    /// Put each command, as sequenced and with its origin, on the output ring ahead of its
+    /// events ([`crate::record::decode_output`]), so that producers can match answers to their
+    /// requests.
+    pub echo_commands: bool,
 }
 
 impl Default for LoopConfig {
     fn default() -> LoopConfig {
-        LoopConfig { batch_max: 256, pending_events_max: 1 << 16 }
+        LoopConfig { batch_max: 256, pending_events_max: 1 << 16, echo_commands: false }
     }
 }
 
 #[derive(Debug)]
 pub struct AppLoop {
     sequencer: Sequencer,
-    input: RingConsumer,
+    /// Polled in turn, each up to `batch_max` commands per cycle.
+    inputs: Vec<RingConsumer>,
     output: Option<RingProducer>,
     control: Arc<ArrayQueue<Control>>,
     config: LoopConfig,
@@ -88,7 +96,7 @@ impl AppLoop {
         let durable_seq = sequencer.seq();
         AppLoop {
             sequencer,
-            input,
+            inputs: vec![input],
             output,
             control: Arc::new(ArrayQueue::new(64)),
             config,
@@ -96,6 +104,12 @@ impl AppLoop {
             pending_released: 0,
             stats: LoopStats { durable_seq, ..LoopStats::default() },
         }
+    }
+
+    /// Adds an input ring (one per producer: FIX gateway, HTTP API, simulator).
+    pub fn add_input(&mut self, input: RingConsumer) {
+        assert_eq!(input.slot_size(), RECORD_BYTES, "input ring slots must be records");
+        self.inputs.push(input);
     }
 
     /// The handle other threads use to send [`Control`] messages.
@@ -134,24 +148,33 @@ impl AppLoop {
         let room = self.config.pending_events_max.saturating_sub(self.pending.len());
         let mut commands = 0;
         if room > 0 && !self.stats.shutdown {
-            let Self { sequencer, input, pending, stats, .. } = self;
+            let Self { sequencer, inputs, pending, stats, config, .. } = self;
             let mut failure = None;
-            commands = input.poll(self.config.batch_max, |bytes| {
-                if failure.is_some() {
-                    return;
+            for input in inputs.iter_mut() {
+                commands += input.poll(config.batch_max, |bytes| {
+                    if failure.is_some() {
+                        return;
+                    }
+                    let record: &Record = bytes.try_into().expect("slot size checked at start");
+                    let Ok((command, origin)) = decode_command_origin(record) else {
+                        stats.malformed += 1;
+                        return;
+                    };
+                    match sequencer.submit_from(origin, command.body, now_ns) {
+                        Ok((stamped, events)) => {
+                            if config.echo_commands {
+                                let mut echo = encode_command_from(&stamped, origin);
+                                echo[3] = ECHO_FLAG;
+                                pending.push((stamped.seq, echo));
+                            }
+                            pending_events(pending, &stamped, events);
+                        }
+                        Err(error) => failure = Some(error),
+                    }
+                });
+                if let Some(error) = failure {
+                    return Err(error);
                 }
-                let record: &Record = bytes.try_into().expect("slot size checked at start");
-                let Ok(command) = decode_command(record) else {
-                    stats.malformed += 1;
-                    return;
-                };
-                match sequencer.submit(command.body, now_ns) {
-                    Ok((stamped, events)) => pending_events(pending, &stamped, events),
-                    Err(error) => failure = Some(error),
-                }
-            });
-            if let Some(error) = failure {
-                return Err(error);
             }
         }
         // An idle cycle with events still waiting commits too, so that group commit's time

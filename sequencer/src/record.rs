@@ -5,7 +5,7 @@
 //! Command record (128 bytes)
 //!  0        2     3     4              8                      16                     24
 //!  +--------+-----+-----+--------------+----------------------+----------------------+
-//!  |version |kind |flags| reserved (0) | seq (u64)            | timestamp_ns (u64)   |
+//!  |version |kind |flags| origin (u32) | seq (u64)            | timestamp_ns (u64)   |
 //!  +--------+-----+-----+--------------+----------------------+----------------------+
 //!  24                                                                               128
 //!  +--------------------------------------------------------------------------------+
@@ -22,6 +22,12 @@
 //!  | body: fields of `kind` in declaration order, packed, zero-padded to the end     |
 //!  +--------------------------------------------------------------------------------+
 //! ```
+//!
+//! A command record's `origin` is a tag its producer chose (which gateway, which request); the
+//! engine never sees it, but it is journaled, for audit, and echoed back on the output ring so a
+//! producer can tell which of its requests a sequenced command answers. `flags` is zero in the
+//! journal; on an output ring, [`ECHO_FLAG`] marks a command echoed ahead of its events
+//! ([`decode_output`]).
 //!
 //! An event record carries the sequence number and timestamp of the command that produced it and
 //! its `index` among that command's events, so an event journal alone says which command caused
@@ -44,6 +50,18 @@ const HEADER_BYTES: usize = 24;
 
 /// One fixed-size record.
 pub type Record = [u8; RECORD_BYTES];
+
+/// Set in `flags` on an output ring's copy of a command record: the command as sequenced, ahead
+/// of its events. Never set in a journal.
+pub const ECHO_FLAG: u8 = 1;
+
+/// What an output ring carries: each sequenced command (when the loop echoes commands) followed
+/// by its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Echo { command: Command, origin: u32 },
+    Event(EventRecord),
+}
 
 /// Why bytes are not a valid record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -250,8 +268,13 @@ const ADD_INSTRUMENT: u8 = 10;
 const SET_INSTRUMENT_HALTED: u8 = 11;
 const END_OF_DAY: u8 = 12;
 
-/// Encodes a sequenced command.
+/// Encodes a sequenced command with origin zero.
 pub fn encode_command(command: &Command) -> Record {
+    encode_command_from(command, 0)
+}
+
+/// Encodes a sequenced command with its producer's `origin` tag.
+pub fn encode_command_from(command: &Command, origin: u32) -> Record {
     let mut bytes = [0; RECORD_BYTES];
     let kind = match command.body {
         CommandBody::NewOrder(_) => NEW_ORDER,
@@ -267,7 +290,7 @@ pub fn encode_command(command: &Command) -> Record {
         CommandBody::SetInstrumentHalted { .. } => SET_INSTRUMENT_HALTED,
         CommandBody::EndOfDay { .. } => END_OF_DAY,
     };
-    write_header(&mut bytes, kind, 0, command.seq, command.timestamp_ns);
+    write_header(&mut bytes, kind, origin, command.seq, command.timestamp_ns);
     let mut out = Writer { bytes: &mut bytes, at: HEADER_BYTES };
     match command.body {
         CommandBody::NewOrder(order) => write_new_order(&mut out, &order),
@@ -380,12 +403,25 @@ fn read_optional_u32(
     }
 }
 
-/// Decodes a command record.
+/// Decodes a command record, dropping its origin.
 pub fn decode_command(bytes: &Record) -> Result<Command, RecordError> {
-    let (kind, reserved, seq, timestamp_ns) = read_header(bytes)?;
-    if reserved != 0 {
-        return Err(RecordError::Field { field: "reserved", value: reserved.into() });
+    decode_command_origin(bytes).map(|(command, _)| command)
+}
+
+/// Decodes an output ring record: an echoed command or an event.
+pub fn decode_output(bytes: &Record) -> Result<Output, RecordError> {
+    if bytes[3] == ECHO_FLAG {
+        let mut command = *bytes;
+        command[3] = 0;
+        let (command, origin) = decode_command_origin(&command)?;
+        return Ok(Output::Echo { command, origin });
     }
+    decode_event(bytes).map(Output::Event)
+}
+
+/// Decodes a command record and the origin tag its producer gave it.
+pub fn decode_command_origin(bytes: &Record) -> Result<(Command, u32), RecordError> {
+    let (kind, origin, seq, timestamp_ns) = read_header(bytes)?;
     let mut input = Reader { bytes, at: HEADER_BYTES };
     let body = match kind {
         NEW_ORDER => CommandBody::NewOrder(NewOrder {
@@ -446,7 +482,7 @@ pub fn decode_command(bytes: &Record) -> Result<Command, RecordError> {
         other => return Err(RecordError::Kind(other)),
     };
     input.finish()?;
-    Ok(Command { seq, timestamp_ns, body })
+    Ok((Command { seq, timestamp_ns, body }, origin))
 }
 
 // Event kinds. Stable wire values: append, never renumber.

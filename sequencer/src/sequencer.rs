@@ -22,8 +22,8 @@ use crate::journal::{
     read_from, Durability, Journal, JournalConfig, JournalError, OpenReport, ReadSummary, SeqOrder,
 };
 use crate::record::{
-    decode_command, decode_event, encode_command, encode_event, EventRecord, Record, RecordError,
-    RECORD_BYTES,
+    decode_command, decode_event, encode_command_from, encode_event, EventRecord, Record,
+    RecordError, RECORD_BYTES,
 };
 use crate::snapshot_store::{
     SkippedSnapshot, SnapshotDefect, SnapshotStore, SnapshotStoreError, SNAPSHOTS,
@@ -355,10 +355,21 @@ impl Sequencer {
         body: CommandBody,
         timestamp_ns: u64,
     ) -> Result<(Command, &[Event]), SequencerError> {
+        self.submit_from(0, body, timestamp_ns)
+    }
+
+    /// [`Sequencer::submit`] for a command whose producer tagged it with `origin`; the tag is
+    /// journaled with the command and never reaches the engine.
+    pub fn submit_from(
+        &mut self,
+        origin: u32,
+        body: CommandBody,
+        timestamp_ns: u64,
+    ) -> Result<(Command, &[Event]), SequencerError> {
         // Time never runs backwards in the journal, whatever the wall clock does.
         self.timestamp_ns = self.timestamp_ns.max(timestamp_ns);
         let command = Command { seq: self.engine.seq() + 1, timestamp_ns: self.timestamp_ns, body };
-        self.commands.append(command.seq, &encode_command(&command))?;
+        self.commands.append(command.seq, &encode_command_from(&command, origin))?;
         self.scratch.clear();
         self.engine.handle(&command, &mut self.scratch);
         for (index, event) in self.scratch.iter().enumerate() {

@@ -8,7 +8,10 @@ use std::time::Duration;
 use engine::{AccountId, Amount, AssetId, Command, CommandBody, EngineConfig, TransactionId};
 use sequencer::app_loop::{AppLoop, Control, LoopConfig};
 use sequencer::journal::Durability;
-use sequencer::record::{decode_event, encode_command, RECORD_BYTES};
+use sequencer::record::{
+    decode_command_origin, decode_event, decode_output, encode_command, encode_command_from,
+    Output, RECORD_BYTES,
+};
 use sequencer::ring::{BusySpinIdle, Ring, RingConsumer, RingProducer};
 use sequencer::sequencer::{Sequencer, SequencerConfig};
 
@@ -94,7 +97,7 @@ fn events_wait_for_the_durable_watermark() {
 fn a_full_output_ring_holds_input_back_and_loses_nothing() {
     let dir = TempDir::new("backpressure");
     let (mut input, consumer, output, mut reader) = rings(1024, 4);
-    let config = LoopConfig { batch_max: 8, pending_events_max: 16 };
+    let config = LoopConfig { batch_max: 8, pending_events_max: 16, echo_commands: false };
     let mut app =
         AppLoop::new(sequencer(&dir, Durability::PageCache), consumer, Some(output), config);
     setup(&mut input);
@@ -124,6 +127,58 @@ fn a_full_output_ring_holds_input_back_and_loses_nothing() {
     }
     assert_eq!(seqs, (1..=203).collect::<Vec<u64>>());
     assert_eq!(app.stats().commands, 203);
+}
+
+#[test]
+fn several_inputs_are_sequenced_and_each_command_is_echoed_with_its_origin() {
+    let dir = TempDir::new("echo");
+    let (mut first, consumer, output, mut reader) = rings(64, 256);
+    let (mut second, second_consumer) = Ring::create_in_memory(64, RECORD_BYTES).unwrap().split();
+    let config = LoopConfig { echo_commands: true, ..LoopConfig::default() };
+    let mut app =
+        AppLoop::new(sequencer(&dir, Durability::PageCache), consumer, Some(output), config);
+    app.add_input(second_consumer);
+    setup(&mut first);
+    let tagged =
+        |body| encode_command_from(&Command { seq: 0, timestamp_ns: 0, body }, 0x0200_0001);
+    second.try_push(&tagged(CommandBody::CreateAccount { account: AccountId(5) })).unwrap();
+    // A command the engine rejects still gets its echo, then its one rejection.
+    second.try_push(&tagged(CommandBody::CreateAccount { account: AccountId(5) })).unwrap();
+    while app.stats().commands < 5 {
+        app.do_work().unwrap();
+    }
+    let mut outputs = Vec::new();
+    reader.poll(256, |bytes| outputs.push(decode_output(bytes.try_into().unwrap()).unwrap()));
+    let echoes: Vec<(u64, u32)> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Echo { command, origin } => Some((command.seq, *origin)),
+            Output::Event(_) => None,
+        })
+        .collect();
+    assert_eq!(echoes, vec![(1, 0), (2, 0), (3, 0), (4, 0x0200_0001), (5, 0x0200_0001)]);
+    // Every echo comes before the events of its command, and each command has one event here.
+    let mut current = 0;
+    for output in &outputs {
+        match output {
+            Output::Echo { command, .. } => current = command.seq,
+            Output::Event(event) => assert_eq!(event.seq, current),
+        }
+    }
+    assert_eq!(outputs.len(), 10);
+    // The journal keeps the origin too, for audit.
+    let mut origins = Vec::new();
+    sequencer::journal::read_all(
+        &dir.0.join("journal"),
+        "commands",
+        sequencer::journal::SeqOrder::Strict,
+        |_, payload| {
+            origins.push(decode_command_origin(payload.try_into().unwrap()).unwrap().1);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(origins, vec![0, 0, 0, 0x0200_0001, 0x0200_0001]);
 }
 
 #[test]

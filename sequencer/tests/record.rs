@@ -11,8 +11,9 @@ use engine::{
 };
 use proptest::prelude::*;
 use sequencer::record::{
-    decode_command, decode_event, encode_command, encode_event, record_seq, EventRecord,
-    RecordError, RECORD_BYTES,
+    decode_command, decode_command_origin, decode_event, decode_output, encode_command,
+    encode_command_from, encode_event, record_seq, EventRecord, Output, RecordError, ECHO_FLAG,
+    RECORD_BYTES,
 };
 
 fn side() -> impl Strategy<Value = Side> {
@@ -298,9 +299,9 @@ proptest! {
         bit in 0usize..RECORD_BYTES * 8,
     ) {
         let command = Command { seq: 7, timestamp_ns: 9, body };
-        let mut bytes = encode_command(&command);
+        let mut bytes = encode_command_from(&command, 5);
         bytes[bit / 8] ^= 1 << (bit % 8);
-        prop_assert_ne!(decode_command(&bytes), Ok(command));
+        prop_assert_ne!(decode_command_origin(&bytes), Ok((command, 5)));
     }
 }
 
@@ -337,4 +338,20 @@ fn malformed_records_get_specific_errors() {
     let mut bad_side = encode_command(&Command { seq: 1, timestamp_ns: 0, body: order });
     bad_side[24 + 16] = 3;
     assert_eq!(decode_command(&bad_side), Err(RecordError::Field { field: "side", value: 3 }));
+}
+
+#[test]
+fn origin_round_trips_and_an_echo_decodes_as_one() {
+    let body = CommandBody::CreateAccount { account: AccountId(4) };
+    let command = Command { seq: 11, timestamp_ns: 12, body };
+    let bytes = encode_command_from(&command, 0x0100_0007);
+    assert_eq!(decode_command_origin(&bytes), Ok((command, 0x0100_0007)));
+    assert_eq!(decode_command(&bytes), Ok(command));
+    // A journaled command is not an echo: it decodes as an event or fails, never as an echo.
+    assert!(!matches!(decode_output(&bytes), Ok(Output::Echo { .. })));
+    let mut echo = bytes;
+    echo[3] = ECHO_FLAG;
+    assert_eq!(decode_output(&echo), Ok(Output::Echo { command, origin: 0x0100_0007 }));
+    // The flag belongs to output rings only; a journal reader refuses it.
+    assert!(decode_command(&echo).is_err());
 }

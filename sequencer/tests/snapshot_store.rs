@@ -268,7 +268,8 @@ fn the_loop_takes_snapshots_periodically_and_on_demand() {
     let dir = TempDir::new("snapshots", "loop");
     let (sequencer, _) = Sequencer::open(&config(&dir.0, 40, 10)).unwrap();
     let (mut input, consumer) = Ring::create_in_memory(256, RECORD_BYTES).unwrap().split();
-    let loop_config = LoopConfig { batch_max: 16, pending_events_max: 1 << 12 };
+    let loop_config =
+        LoopConfig { batch_max: 16, pending_events_max: 1 << 12, echo_commands: false };
     let mut app = AppLoop::new(sequencer, consumer, None, loop_config);
     let mut commands = genesis();
     commands.extend(trading(90, 1));
