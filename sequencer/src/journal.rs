@@ -27,17 +27,19 @@
 //!
 //! Durability is a policy ([`Durability`]); after each flush the journal publishes the highest
 //! sequence number it knows to be durable ([`Journal::watermark`]). Output paths release what a
-//! command produced only once the watermark has passed it. The flush runs on the caller's thread
-//! for now; moving `msync` to a flusher thread over a shared mapping is the next step for the
-//! group-commit policy.
+//! command produced only once the watermark has passed it. Under group commit a flusher thread
+//! syncs and publishes, so the writer never waits for the disk; a preparer thread keeps the next
+//! segment ready for every policy (see [`crate::background`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use memmap2::MmapMut;
+
+use crate::background::{prepare_segment, Flusher, Preparer, Shared, SpareSegment};
 
 const MAGIC: &[u8; 8] = b"EXJRNL01";
 const VERSION: u32 = 1;
@@ -84,9 +86,10 @@ impl SeqOrder {
 pub enum Durability {
     /// Written to the page cache at commit; survives a process crash, not a power cut.
     PageCache,
-    /// `msync` at most every `interval` or every `records` records, whichever comes first.
+    /// `fdatasync` on a flusher thread at most every `interval` or every `records` records,
+    /// whichever comes first; the writer never waits for it.
     GroupCommit { interval: Duration, records: u64 },
-    /// `msync` at every commit, before anything is released.
+    /// `fdatasync` at every commit, on the writer's thread, before anything is released.
     SyncEachCommit,
 }
 
@@ -183,11 +186,12 @@ pub struct Journal {
     /// Where the next frame goes in the current segment.
     offset: usize,
     last_seq: Option<u64>,
-    /// Bytes of the current segment written since the last flush start here.
-    unflushed_from: usize,
+    /// Records appended since the flusher was last woken (group commit).
     unflushed_records: u64,
-    last_flush: Instant,
-    watermark: Arc<AtomicU64>,
+    /// The files to sync and the watermark, shared with the flusher.
+    shared: Arc<Shared>,
+    flusher: Option<Flusher>,
+    preparer: Option<Preparer>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -356,11 +360,25 @@ impl Journal {
         let segments = list_segments(&config.directory, &config.name)?;
         let mut report = OpenReport { segments: segments.len(), ..OpenReport::default() };
         let mut last_seq: Option<u64> = None;
-        let mut tail: Option<(MmapMut, usize)> = None;
+        let mut tail: Option<(File, MmapMut, usize)> = None;
+        let mut previous: Option<(File, MmapMut, usize)> = None;
         let count = segments.len();
         for (index, segment) in segments.iter().enumerate() {
             let is_last = index + 1 == count;
-            let (_file, mut map) = map_file(&segment.path, None)?;
+            let (file, mut map) = map_file(&segment.path, None)?;
+            if is_last
+                && map.len() >= SEGMENT_HEADER_BYTES
+                && zero_from(&map[..SEGMENT_HEADER_BYTES], 0, 0)
+            {
+                // A prepared segment renamed into place whose header never reached the disk: it
+                // was never synced, so nothing in it was ever reported durable. Writing resumes
+                // in the segment before it.
+                drop(map);
+                fs::remove_file(&segment.path).map_err(io(&segment.path))?;
+                report.segments = index;
+                tail = previous.take();
+                break;
+            }
             let first_seq = check_header(&segment.path, &map, config.order)?;
             if first_seq != segment.first_seq {
                 let reason = "header first seq differs from its file name";
@@ -424,60 +442,74 @@ impl Journal {
                 }
             }
             if is_last || report.truncated_corruption.is_some() {
-                tail = Some((map, offset));
+                tail = Some((file, map, offset));
                 if report.truncated_corruption.is_some() {
                     report.segments = index + 1;
                     break;
                 }
+            } else {
+                previous = Some((file, map, offset));
             }
         }
         let mut segments = segments;
         segments.truncate(report.segments);
         report.last_seq = last_seq;
-        let (map, offset) = match tail {
+        let (file, map, offset) = match tail {
             Some(tail) => tail,
             None => {
                 let first_seq = last_seq.map_or(1, |seq| seq + 1);
-                let (segment, map) = Journal::create_segment(&config, first_seq)?;
+                let (segment, file, map) = Journal::create_segment(&config, first_seq, None)?;
                 segments.push(segment);
-                (map, SEGMENT_HEADER_BYTES)
+                (file, map, SEGMENT_HEADER_BYTES)
             }
         };
         let watermark = Arc::new(AtomicU64::new(last_seq.unwrap_or(0)));
+        let shared = Arc::new(Shared::new(config.directory.clone(), file, watermark));
+        let spawn = |error| JournalError::Io { path: config.directory.clone(), source: error };
+        let flusher = match config.durability {
+            Durability::GroupCommit { interval, .. } => {
+                Some(Flusher::start(Arc::clone(&shared), &config.name, interval).map_err(spawn)?)
+            }
+            Durability::PageCache | Durability::SyncEachCommit => None,
+        };
+        let preparer =
+            Preparer::start(config.directory.clone(), &config.name, config.segment_bytes)
+                .map_err(spawn)?;
         let journal = Journal {
             config,
             segments,
             map,
             offset,
             last_seq,
-            unflushed_from: offset,
             unflushed_records: 0,
-            last_flush: Instant::now(),
-            watermark,
+            shared,
+            flusher,
+            preparer: Some(preparer),
         };
         Ok((journal, report))
     }
 
-    /// Creates, sizes and pre-faults a segment whose first record will be `first_seq`.
+    /// A segment whose first record will be `first_seq`: the prepared `spare` renamed into
+    /// place, or one created, sized and pre-faulted now. A spare's header and name become
+    /// durable with the next sync, before any record in it counts as durable; until then
+    /// recovery treats a last segment with a blank header as never started.
     fn create_segment(
         config: &JournalConfig,
         first_seq: u64,
-    ) -> Result<(Segment, MmapMut), JournalError> {
+        spare: Option<SpareSegment>,
+    ) -> Result<(Segment, File, MmapMut), JournalError> {
         let path = segment_path(&config.directory, &config.name, first_seq);
-        let (file, mut map) = map_file(&path, Some(config.segment_bytes))?;
-        // Writing every page now means appends never wait on the file system for a block.
-        map.fill(0);
-        map[..SEGMENT_HEADER_BYTES].copy_from_slice(&segment_header(
-            config.order,
-            first_seq,
-            config.segment_bytes,
-        ));
-        map.flush().map_err(io(&path))?;
-        file.sync_all().map_err(io(&path))?;
-        File::open(&config.directory)
-            .and_then(|directory| directory.sync_all())
-            .map_err(io(&config.directory))?;
-        Ok((Segment { path, first_seq }, map))
+        let header = segment_header(config.order, first_seq, config.segment_bytes);
+        if let Some(SpareSegment { path: spare_path, file, mut map }) = spare {
+            map[..SEGMENT_HEADER_BYTES].copy_from_slice(&header);
+            fs::rename(&spare_path, &path).map_err(io(&path))?;
+            return Ok((Segment { path, first_seq }, file, map));
+        }
+        let (file, mut map) =
+            prepare_segment(&config.directory, &path, config.segment_bytes).map_err(io(&path))?;
+        map[..SEGMENT_HEADER_BYTES].copy_from_slice(&header);
+        map.flush_range(0, SEGMENT_HEADER_BYTES).map_err(io(&path))?;
+        Ok((Segment { path, first_seq }, file, map))
     }
 
     /// Appends one record. It is durable only after a [`Journal::commit`] says so.
@@ -512,56 +544,77 @@ impl Journal {
         if (SEGMENT_HEADER_BYTES + frame_bytes + 4) as u64 > self.config.segment_bytes {
             return Err(JournalError::PayloadSize(frame_bytes));
         }
-        self.flush()?;
-        let (segment, map) = Journal::create_segment(&self.config, seq)?;
+        let spare = self.preparer.as_ref().and_then(Preparer::take);
+        let renamed = spare.is_some();
+        let (segment, file, map) = Journal::create_segment(&self.config, seq, spare)?;
+        if let Some(preparer) = &self.preparer {
+            preparer.refill();
+        }
         self.segments.push(segment);
-        self.map = map;
+        // The old segment's records are synced by the next flush, with the new one's header:
+        // its file moves to the retired list, which every sync covers.
+        let mut files = self.shared.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = std::mem::replace(&mut files.current, Arc::new(file));
+        files.retired.push(old);
+        files.directory_dirty |= renamed;
+        drop(files);
+        let old_map = std::mem::replace(&mut self.map, map);
+        match &self.preparer {
+            Some(preparer) => preparer.retire(old_map),
+            None => drop(old_map),
+        }
         self.offset = SEGMENT_HEADER_BYTES;
-        self.unflushed_from = SEGMENT_HEADER_BYTES;
         Ok(())
     }
 
     /// Ends a batch: makes its records durable as the policy says and advances the watermark.
     /// Returns the durable sequence number.
     pub fn commit(&mut self) -> Result<u64, JournalError> {
+        let last = self.last_seq.unwrap_or(0);
         match self.config.durability {
-            Durability::PageCache => self.publish(),
+            Durability::PageCache => self.shared.watermark.store(last, Ordering::Release),
             Durability::SyncEachCommit => self.flush()?,
-            Durability::GroupCommit { interval, records } => {
-                if self.unflushed_records >= records || self.last_flush.elapsed() >= interval {
-                    self.flush()?;
+            Durability::GroupCommit { records, .. } => {
+                if self.shared.failed() {
+                    return Err(self.flusher_failure());
+                }
+                self.shared.committed.store(last, Ordering::Release);
+                if self.unflushed_records >= records {
+                    if let Some(flusher) = &self.flusher {
+                        flusher.wake();
+                    }
+                    self.unflushed_records = 0;
                 }
             }
         }
         Ok(self.durable_seq())
     }
 
-    /// Makes everything appended so far durable now.
-    pub fn flush(&mut self) -> Result<(), JournalError> {
-        if self.offset > self.unflushed_from {
-            let path = &self.segments.last().expect("a current segment").path;
-            let length = self.offset - self.unflushed_from;
-            self.map.flush_range(self.unflushed_from, length).map_err(io(path))?;
+    fn flusher_failure(&self) -> JournalError {
+        match self.shared.take_failure() {
+            Some((path, source)) => JournalError::Io { path, source },
+            None => JournalError::Io {
+                path: self.config.directory.clone(),
+                source: std::io::Error::other("the flusher failed earlier"),
+            },
         }
-        self.unflushed_from = self.offset;
-        self.unflushed_records = 0;
-        self.last_flush = Instant::now();
-        self.publish();
-        Ok(())
     }
 
-    fn publish(&self) {
-        self.watermark.store(self.last_seq.unwrap_or(0), Ordering::Release);
+    /// Makes everything appended so far durable now, on the caller's thread.
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        self.shared.committed.store(self.last_seq.unwrap_or(0), Ordering::Release);
+        self.unflushed_records = 0;
+        self.shared.sync().map_err(|(path, source)| JournalError::Io { path, source })
     }
 
     /// The highest sequence number durable under the policy (zero before any).
     pub fn durable_seq(&self) -> u64 {
-        self.watermark.load(Ordering::Acquire)
+        self.shared.watermark.load(Ordering::Acquire)
     }
 
     /// A handle other threads read the durable sequence number from.
     pub fn watermark(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.watermark)
+        Arc::clone(&self.shared.watermark)
     }
 
     pub fn last_seq(&self) -> Option<u64> {

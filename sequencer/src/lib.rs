@@ -14,6 +14,7 @@
 //! anything about orders or money: that is the engine's job.
 
 pub mod app_loop;
+mod background;
 pub mod journal;
 pub mod record;
 pub mod ring;

@@ -1,0 +1,305 @@
+//! The journal's two helper threads, which keep slow file-system calls off the writer's thread.
+//!
+//! - The **flusher** (group commit only) makes committed records durable with `fdatasync` and
+//!   publishes the durable watermark. The writer only stores the seq it committed and, when a
+//!   group reaches its record count, wakes the flusher; the flusher also wakes on its own every
+//!   interval. So the policy's bound ("at most every N µs or M records") holds without the writer
+//!   ever waiting for the disk: while one sync is in flight, the next group accumulates, and the
+//!   group grows with the disk's latency instead of the writer stalling for it (each sync of
+//!   this VM's disk takes several milliseconds).
+//! - The **preparer** keeps one spare segment file ready: created, sized, written through so
+//!   every block is allocated, and synced. At roll-over the writer takes it, writes the header
+//!   and renames it, which costs microseconds instead of the tens or hundreds of milliseconds of
+//!   preparing a segment of tens of MiB.
+//!
+//! `fdatasync` on the file is what `msync` does on Linux for a shared mapping (it writes back the
+//! file's dirty pages, however they were dirtied), so the flusher needs only the file, never the
+//! writer's mapping.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use memmap2::MmapMut;
+
+/// The files whose dirty pages hold committed records, as the flusher must sync them.
+#[derive(Debug)]
+pub(crate) struct SyncFiles {
+    /// The segment being written.
+    pub current: Arc<File>,
+    /// Segments rolled over from but not yet synced since.
+    pub retired: Vec<Arc<File>>,
+    /// A segment was renamed into place: the directory entry must be synced too.
+    pub directory_dirty: bool,
+}
+
+/// What the writer and the flusher share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub directory: PathBuf,
+    /// The highest seq the writer has committed; every record up to it is in `files`.
+    pub committed: AtomicU64,
+    pub files: Mutex<SyncFiles>,
+    pub watermark: Arc<AtomicU64>,
+    stop: AtomicBool,
+    failed: AtomicBool,
+    failure: Mutex<Option<(PathBuf, std::io::Error)>>,
+}
+
+impl Shared {
+    pub fn new(directory: PathBuf, current: File, watermark: Arc<AtomicU64>) -> Shared {
+        let committed = AtomicU64::new(watermark.load(Ordering::Acquire));
+        Shared {
+            directory,
+            committed,
+            files: Mutex::new(SyncFiles {
+                current: Arc::new(current),
+                retired: Vec::new(),
+                directory_dirty: false,
+            }),
+            watermark,
+            stop: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncFiles> {
+        // A panic while holding the lock leaves the file list intact; keep using it.
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes every record committed so far durable and publishes the watermark. Safe to call
+    /// from the writer and the flusher at once: each syncs what it saw, and the watermark only
+    /// moves forward.
+    pub fn sync(&self) -> Result<(), (PathBuf, std::io::Error)> {
+        let target = self.committed.load(Ordering::Acquire);
+        // Take the list under the lock and sync outside it, so that a roll-over on the writer's
+        // thread never waits for a sync in flight.
+        let (retired, current, directory_dirty) = {
+            let mut files = self.lock();
+            let retired = std::mem::take(&mut files.retired);
+            let dirty = std::mem::replace(&mut files.directory_dirty, false);
+            (retired, Arc::clone(&files.current), dirty)
+        };
+        let result = (|| {
+            for file in retired.iter().chain(std::iter::once(&current)) {
+                file.sync_data().map_err(|error| (self.directory.clone(), error))?;
+            }
+            if directory_dirty {
+                File::open(&self.directory)
+                    .and_then(|directory| directory.sync_all())
+                    .map_err(|error| (self.directory.clone(), error))?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            // Put back what was not synced, so a later attempt covers it.
+            let mut files = self.lock();
+            files.retired.extend(retired);
+            files.directory_dirty |= directory_dirty;
+        } else {
+            self.watermark.fetch_max(target, Ordering::AcqRel);
+        }
+        result
+    }
+
+    /// Whether the flusher has failed; the writer then reports [`Shared::take_failure`].
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    pub fn take_failure(&self) -> Option<(PathBuf, std::io::Error)> {
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    fn fail(&self, failure: (PathBuf, std::io::Error)) {
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(failure);
+        self.failed.store(true, Ordering::Release);
+    }
+}
+
+/// The group-commit flusher thread.
+#[derive(Debug)]
+pub(crate) struct Flusher {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Flusher {
+    pub fn start(shared: Arc<Shared>, name: &str, interval: Duration) -> std::io::Result<Flusher> {
+        let thread_shared = Arc::clone(&shared);
+        let thread = thread::Builder::new()
+            .name(format!("flush-{name}"))
+            .spawn(move || flush_loop(&thread_shared, interval))?;
+        Ok(Flusher { shared, thread: Some(thread) })
+    }
+
+    /// Asks for a sync now: a group reached its record count.
+    pub fn wake(&self) {
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
+}
+
+fn flush_loop(shared: &Shared, interval: Duration) {
+    while !shared.stop.load(Ordering::Acquire) {
+        let committed = shared.committed.load(Ordering::Acquire);
+        if committed > shared.watermark.load(Ordering::Acquire) {
+            if let Err(failure) = shared.sync() {
+                // The writer reports it at its next commit; syncing again would fail the same way
+                // and an operator must look at the disk.
+                shared.fail(failure);
+                return;
+            }
+        }
+        // A zero interval means "as soon as possible", not a spinning thread on a small machine.
+        thread::park_timeout(interval.max(Duration::from_micros(50)));
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            // A panic in the flusher has already been reported on stderr; nothing to add.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A segment file created, sized, written through and synced, not yet named or headed.
+#[derive(Debug)]
+pub(crate) struct SpareSegment {
+    pub path: PathBuf,
+    pub file: File,
+    pub map: MmapMut,
+}
+
+/// The file a spare segment waits in; its name matches no segment, so recovery ignores it.
+/// Each spare gets a new number, so that preparing the next can never touch a file the writer
+/// is renaming.
+fn spare_path(directory: &Path, name: &str, number: u64) -> PathBuf {
+    directory.join(format!("{name}.spare.{number}"))
+}
+
+/// Removes spares an earlier run left, possibly half written.
+fn remove_spares(directory: &Path, name: &str) -> std::io::Result<()> {
+    let prefix = format!("{name}.spare.");
+    let entries = match fs::read_dir(directory) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_str().is_some_and(|file| file.starts_with(&prefix)) {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates a segment file of `bytes` at `path`, every block allocated and synced, with its
+/// directory entry synced too.
+pub(crate) fn prepare_segment(
+    directory: &Path,
+    path: &Path,
+    bytes: u64,
+) -> std::io::Result<(File, MmapMut)> {
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+    file.set_len(bytes)?;
+    // SAFETY: `map_mut` is unsafe only because another process could change the file under the
+    // mapping; a data directory has one owning process, which alone opens its segments.
+    #[allow(unsafe_code)]
+    let mut map = unsafe { MmapMut::map_mut(&file) }?;
+    // Writing every page now means appends never wait on the file system for a block.
+    map.fill(0);
+    map.flush()?;
+    file.sync_all()?;
+    File::open(directory).and_then(|directory| directory.sync_all())?;
+    Ok((file, map))
+}
+
+/// The segment preparer thread and the spare it keeps.
+#[derive(Debug)]
+pub(crate) struct Preparer {
+    spare: Arc<Mutex<Option<SpareSegment>>>,
+    /// Mappings of segments rolled over from, unmapped here: tearing down tens of MiB of page
+    /// tables is not the writer's job either.
+    retired: Arc<Mutex<Vec<MmapMut>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Preparer {
+    pub fn start(directory: PathBuf, name: &str, bytes: u64) -> std::io::Result<Preparer> {
+        remove_spares(&directory, name)?;
+        let name = name.to_owned();
+        let mut number = 0;
+        let spare = Arc::new(Mutex::new(None));
+        let retired = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_spare, thread_stop) = (Arc::clone(&spare), Arc::clone(&stop));
+        let thread_retired = Arc::clone(&retired);
+        let thread = thread::Builder::new().name(format!("prepare-{name}")).spawn(move || {
+            while !thread_stop.load(Ordering::Acquire) {
+                let path = spare_path(&directory, &name, number);
+                drop(std::mem::take(
+                    &mut *thread_retired.lock().unwrap_or_else(PoisonError::into_inner),
+                ));
+                let empty = thread_spare.lock().unwrap_or_else(PoisonError::into_inner).is_none();
+                if empty {
+                    // On failure the writer prepares its next segment itself and reports any
+                    // error then, where it can be handled; try again after a pause.
+                    match prepare_segment(&directory, &path, bytes) {
+                        Ok((file, map)) => {
+                            number += 1;
+                            let spare = SpareSegment { path, file, map };
+                            *thread_spare.lock().unwrap_or_else(PoisonError::into_inner) =
+                                Some(spare);
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(100)),
+                    }
+                }
+                thread::park();
+            }
+        })?;
+        Ok(Preparer { spare, retired, stop, thread: Some(thread) })
+    }
+
+    /// Hands over the mapping of a segment rolled over from, for unmapping on this thread.
+    pub fn retire(&self, map: MmapMut) {
+        self.retired.lock().unwrap_or_else(PoisonError::into_inner).push(map);
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
+
+    /// The spare segment if one is ready. The caller renames it away and then calls
+    /// [`Preparer::refill`]: the next spare is created under the same name.
+    pub fn take(&self) -> Option<SpareSegment> {
+        self.spare.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Starts preparing the next spare.
+    pub fn refill(&self) {
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
+}
+
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
