@@ -187,10 +187,16 @@ impl AppLoop {
                 self.sequencer.commit()?
             };
         }
-        // Between batches every command is whole, so this is a command boundary; the snapshot
-        // flushes both journals first and so is never ahead of them.
-        if snapshot || self.sequencer.snapshot_due() {
+        // Between batches every command is whole, so this is a command boundary. One asked for
+        // is taken now (it flushes both journals first, so it is never ahead of them); a
+        // periodic one is only captured here and stored by a writer thread, so that the loop
+        // does not stop for the disk.
+        if snapshot {
             self.stats.durable_seq = self.sequencer.snapshot()?;
+            self.stats.snapshots += 1;
+        } else if self.sequencer.snapshot_due()
+            && self.sequencer.snapshot_in_background()?.is_some()
+        {
             self.stats.snapshots += 1;
         }
         let released = self.release();
@@ -245,6 +251,7 @@ impl AppLoop {
             idle.idle(work);
         }
         self.stats.durable_seq = self.sequencer.flush()?;
+        self.sequencer.finish_snapshots()?;
         self.release();
         Ok(self.stats)
     }

@@ -571,6 +571,7 @@ impl Journal {
     /// Returns the durable sequence number.
     pub fn commit(&mut self) -> Result<u64, JournalError> {
         let last = self.last_seq.unwrap_or(0);
+        self.shared.committed.store(last, Ordering::Release);
         match self.config.durability {
             Durability::PageCache => self.shared.watermark.store(last, Ordering::Release),
             Durability::SyncEachCommit => self.flush()?,
@@ -578,7 +579,6 @@ impl Journal {
                 if self.shared.failed() {
                     return Err(self.flusher_failure());
                 }
-                self.shared.committed.store(last, Ordering::Release);
                 if self.unflushed_records >= records {
                     if let Some(flusher) = &self.flusher {
                         flusher.wake();
@@ -619,6 +619,23 @@ impl Journal {
 
     pub fn last_seq(&self) -> Option<u64> {
         self.last_seq
+    }
+
+    /// A handle with which another thread makes this journal durable up to its last commit.
+    pub fn sync_handle(&self) -> JournalSync {
+        JournalSync(Arc::clone(&self.shared))
+    }
+}
+
+/// Makes a journal durable up to what its writer last committed, from any thread.
+#[derive(Clone, Debug)]
+pub struct JournalSync(Arc<Shared>);
+
+impl JournalSync {
+    /// Syncs everything committed so far and returns the durable seq.
+    pub fn sync(&self) -> Result<u64, JournalError> {
+        self.0.sync().map_err(|(path, source)| JournalError::Io { path, source })?;
+        Ok(self.0.watermark.load(Ordering::Acquire))
     }
 }
 

@@ -20,3 +20,4 @@ pub mod record;
 pub mod ring;
 pub mod sequencer;
 pub mod snapshot_store;
+mod snapshot_writer;

@@ -15,6 +15,7 @@
 //! recovery compares only the events of the commands it replays.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use engine::{Command, CommandBody, Engine, EngineConfig, Event};
 
@@ -28,6 +29,7 @@ use crate::record::{
 use crate::snapshot_store::{
     SkippedSnapshot, SnapshotDefect, SnapshotStore, SnapshotStoreError, SNAPSHOTS,
 };
+use crate::snapshot_writer::SnapshotWriter;
 
 pub const COMMANDS: &str = "commands";
 pub const EVENTS: &str = "events";
@@ -69,6 +71,8 @@ pub enum SequencerError {
     EventMismatch { seq: u64, index: u32 },
     #[error("the event journal has events of command {event_seq}, past the last, {command_seq}")]
     EventsAhead { event_seq: u64, command_seq: u64 },
+    #[error("background snapshot: {0}")]
+    Background(String),
 }
 
 /// What recovery found and did.
@@ -94,7 +98,9 @@ pub struct Sequencer {
     events: Journal,
     scratch: Vec<Event>,
     timestamp_ns: u64,
-    snapshots: SnapshotStore,
+    snapshots: Arc<SnapshotStore>,
+    /// Started by the first background snapshot.
+    writer: Option<SnapshotWriter>,
     /// The seq of the newest snapshot taken or restored (zero: none).
     snapshot_seq: u64,
     snapshot_every_commands: u64,
@@ -249,7 +255,8 @@ impl Sequencer {
             commands,
             events,
             scratch: Vec::with_capacity(1 << 16),
-            snapshots,
+            snapshots: Arc::new(snapshots),
+            writer: None,
             snapshot_every_commands: config.snapshot_every_commands,
             snapshots_kept: config.snapshots_kept.max(1),
         };
@@ -320,6 +327,41 @@ impl Sequencer {
         self.snapshots.prune(self.snapshots_kept)?;
         self.snapshot_seq = seq;
         Ok(seq)
+    }
+
+    /// Takes a snapshot without waiting for storage: commits the batch, encodes the engine's
+    /// state into a reused buffer, and leaves syncing the journals and the synced RocksDB write
+    /// to a writer thread. Returns the snapshot's seq, or `None` if the previous background
+    /// snapshot is still being written. Errors of earlier background snapshots surface here or
+    /// in [`Sequencer::finish_snapshots`].
+    pub fn snapshot_in_background(&mut self) -> Result<Option<u64>, SequencerError> {
+        self.commit()?;
+        if self.writer.is_none() {
+            let journals = [self.commands.sync_handle(), self.events.sync_handle()];
+            let writer =
+                SnapshotWriter::start(Arc::clone(&self.snapshots), journals, self.snapshots_kept)
+                    .map_err(|error| SequencerError::Background(error.to_string()))?;
+            self.writer = Some(writer);
+        }
+        let writer = self.writer.as_mut().expect("started above");
+        let seq = writer.capture(&self.engine)?;
+        if let Some(seq) = seq {
+            self.snapshot_seq = seq;
+        }
+        Ok(seq)
+    }
+
+    /// Waits for the background snapshot in flight, if any; returns its error if it failed.
+    pub fn finish_snapshots(&mut self) -> Result<(), SequencerError> {
+        match &mut self.writer {
+            Some(writer) => writer.finish(),
+            None => Ok(()),
+        }
+    }
+
+    /// The seq of the newest snapshot a background write has stored (zero: none).
+    pub fn background_snapshot_seq(&self) -> u64 {
+        self.writer.as_ref().map_or(0, SnapshotWriter::stored_seq)
     }
 
     /// Whether `snapshot_every_commands` commands have been sequenced since the last snapshot.

@@ -116,8 +116,6 @@ pub struct SnapshotInfo {
 pub struct SnapshotStore {
     db: DB,
     path: PathBuf,
-    /// Reused across saves, so a periodic snapshot allocates only when the state has grown.
-    buffer: Vec<u8>,
 }
 
 impl std::fmt::Debug for SnapshotStore {
@@ -200,13 +198,34 @@ fn restore(seq: u64, value: &[u8], config: EngineConfig) -> Result<Engine, Snaps
     Ok(engine)
 }
 
+/// Encodes the engine's full state as a stored snapshot value (header, state, checksum) into
+/// `value`, replacing what it held, and returns the state's seq. Reusing `value` keeps the
+/// capture free of allocation once it has grown to the state's size.
+pub fn encode_value(engine: &Engine, value: &mut Vec<u8>) -> u64 {
+    let seq = engine.seq();
+    value.clear();
+    value.extend_from_slice(MAGIC);
+    value.extend_from_slice(&STORE_VERSION.to_le_bytes());
+    value.extend_from_slice(&[0, 0]);
+    value.extend_from_slice(&seq.to_le_bytes());
+    value.extend_from_slice(&0u64.to_le_bytes());
+    value.extend_from_slice(&[0; 8]);
+    assert_eq!(value.len(), HEADER_BYTES);
+    engine.write_snapshot(value);
+    let length = (value.len() - HEADER_BYTES) as u64;
+    value[16..24].copy_from_slice(&length.to_le_bytes());
+    let crc = checksum(value);
+    value[24..28].copy_from_slice(&crc.to_le_bytes());
+    seq
+}
+
 impl SnapshotStore {
     /// Opens (or creates) the database in `directory` for writing. One writer per directory:
     /// RocksDB's lock refuses a second.
     pub fn open(directory: &Path) -> Result<SnapshotStore, SnapshotStoreError> {
         let db = DB::open(&options(), directory)
             .map_err(|source| SnapshotStoreError::Rocks { path: directory.to_owned(), source })?;
-        Ok(SnapshotStore { db, path: directory.to_owned(), buffer: Vec::new() })
+        Ok(SnapshotStore { db, path: directory.to_owned() })
     }
 
     /// Opens an existing database for reading only, without its lock, beside a live writer if
@@ -217,7 +236,7 @@ impl SnapshotStore {
         }
         let db = DB::open_for_read_only(&options(), directory, false)
             .map_err(|source| SnapshotStoreError::Rocks { path: directory.to_owned(), source })?;
-        Ok(Some(SnapshotStore { db, path: directory.to_owned(), buffer: Vec::new() }))
+        Ok(Some(SnapshotStore { db, path: directory.to_owned() }))
     }
 
     fn rocks(&self) -> impl FnOnce(rocksdb::Error) -> SnapshotStoreError + '_ {
@@ -227,26 +246,18 @@ impl SnapshotStore {
     /// Stores the engine's full state under its seq, synced, and returns the seq. Call it only
     /// between commands, and only once the journals are durable up to that seq, so that a
     /// snapshot is never ahead of the journal it will be replayed against.
-    pub fn save(&mut self, engine: &Engine) -> Result<u64, SnapshotStoreError> {
-        let seq = engine.seq();
-        let value = &mut self.buffer;
-        value.clear();
-        value.extend_from_slice(MAGIC);
-        value.extend_from_slice(&STORE_VERSION.to_le_bytes());
-        value.extend_from_slice(&[0, 0]);
-        value.extend_from_slice(&seq.to_le_bytes());
-        value.extend_from_slice(&0u64.to_le_bytes());
-        value.extend_from_slice(&[0; 8]);
-        assert_eq!(value.len(), HEADER_BYTES);
-        engine.write_snapshot(value);
-        let length = (value.len() - HEADER_BYTES) as u64;
-        value[16..24].copy_from_slice(&length.to_le_bytes());
-        let crc = checksum(value);
-        value[24..28].copy_from_slice(&crc.to_le_bytes());
-        debug_assert!(check_value(seq, value).is_ok());
-        let result = self.db.put_opt(key(seq), &self.buffer, &synced());
-        result.map_err(self.rocks())?;
+    pub fn save(&self, engine: &Engine) -> Result<u64, SnapshotStoreError> {
+        let mut value = Vec::new();
+        let seq = encode_value(engine, &mut value);
+        self.put(seq, &value)?;
         Ok(seq)
+    }
+
+    /// Stores a value [`encode_value`] made, synced. The same rule as [`SnapshotStore::save`]
+    /// applies: the journals must be durable up to `seq` first.
+    pub fn put(&self, seq: u64, value: &[u8]) -> Result<(), SnapshotStoreError> {
+        debug_assert!(check_value(seq, value).is_ok());
+        self.db.put_opt(key(seq), value, &synced()).map_err(self.rocks())
     }
 
     /// The newest snapshot at or below `at_or_below` (any, if `None`) that passes its checks
