@@ -19,7 +19,7 @@ pub const FRAME_OVERHEAD_BYTES: u64 = 16;
 /// Room for the segment header and a little slack when sizing a segment to a run.
 const SEGMENT_SLACK_BYTES: u64 = 1 << 20;
 
-/// The group-commit bounds every durable benchmark uses: `msync` at most every millisecond or
+/// The group-commit bounds every durable benchmark uses: a sync at most every millisecond or
 /// every 4,096 records, the journal's own default.
 pub fn group_commit() -> Durability {
     Durability::GroupCommit { interval: Duration::from_millis(1), records: 4_096 }
@@ -58,10 +58,12 @@ pub fn policy_description(durability: Durability) -> String {
                 .to_string()
         }
         Durability::GroupCommit { interval, records } => format!(
-            "group-commit fsync: msync at a commit once {} µs or {records} records have passed",
+            "group-commit fsync: fdatasync on a flusher thread every {} µs or {records} records",
             interval.as_micros()
         ),
-        Durability::SyncEachCommit => "sync each commit: msync at every commit".to_string(),
+        Durability::SyncEachCommit => {
+            "sync each commit: fdatasync on the writer's thread at every commit".to_string()
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! to real segment files, under each durability policy, on one thread pinned to the last core.
 //!
 //! - Throughput, closed loop: records appended back to back with a commit every
-//!   [`COMMIT_EVERY`] records; for the policies that `msync`, a final flush is timed too, so
+//!   [`COMMIT_EVERY`] records; for the policies that sync, a final flush is timed too, so
 //!   every record counted is durable under the policy. Stops early at a time limit (a slow disk
 //!   under `sync` would otherwise take minutes) and says so.
 //! - Latency, open loop: record `i` is due at `t0 + i / rate`; the thread waits for that time,
