@@ -74,11 +74,18 @@ pub struct AppLoop {
     /// Polled in turn, each up to `batch_max` commands per cycle.
     inputs: Vec<RingConsumer>,
     output: Option<RingProducer>,
+    /// Records of `pending` the first output has been given.
+    sent: usize,
+    /// Further output rings (one per consumer) and how much of `pending` each has been given.
+    extra_outputs: Vec<(RingProducer, usize)>,
     control: Arc<ArrayQueue<Control>>,
     config: LoopConfig,
     /// Encoded events not yet released, oldest first, with the seq that produced them.
     pending: Vec<(u64, Record)>,
+    /// Records at the front of `pending` that every output has.
     pending_released: usize,
+    /// Records at the front of `pending` that are durable.
+    durable_end: usize,
     stats: LoopStats,
 }
 
@@ -102,6 +109,9 @@ impl AppLoop {
             config,
             pending: Vec::with_capacity(config.pending_events_max + config.batch_max * 64),
             pending_released: 0,
+            durable_end: 0,
+            sent: 0,
+            extra_outputs: Vec::new(),
             stats: LoopStats { durable_seq, ..LoopStats::default() },
         }
     }
@@ -110,6 +120,13 @@ impl AppLoop {
     pub fn add_input(&mut self, input: RingConsumer) {
         assert_eq!(input.slot_size(), RECORD_BYTES, "input ring slots must be records");
         self.inputs.push(input);
+    }
+
+    /// Adds an output ring: every released record goes to every output, in the same order.
+    pub fn add_output(&mut self, output: RingProducer) {
+        assert_eq!(output.slot_size(), RECORD_BYTES, "output ring slots must be records");
+        assert!(self.pending.is_empty(), "outputs are added before the loop runs");
+        self.extra_outputs.push((output, 0));
     }
 
     /// The handle other threads use to send [`Control`] messages.
@@ -212,32 +229,48 @@ impl AppLoop {
         Ok(work)
     }
 
-    /// Moves durable events to the output ring, oldest first, as far as it has room.
+    /// Moves durable records to every output ring, oldest first, as far as each has room. A
+    /// record leaves the pending buffer once every output has it; an output that is full only
+    /// holds back itself and the buffer, never the others' order.
     fn release(&mut self) -> usize {
         let durable = self.stats.durable_seq;
-        let mut released = 0;
-        while let Some((seq, record)) = self.pending.get(self.pending_released) {
-            if *seq > durable {
-                break;
-            }
-            if let Some(output) = &mut self.output {
-                if output.try_push(record).is_err() {
+        while self.pending.get(self.durable_end).is_some_and(|(seq, _)| *seq <= durable) {
+            self.durable_end += 1;
+        }
+        let mut low = self.durable_end;
+        let extra = self.extra_outputs.iter_mut().map(|(output, sent)| (output, sent));
+        let first = self.output.as_mut().map(|output| (output, &mut self.sent));
+        for (output, sent) in first.into_iter().chain(extra) {
+            while *sent < self.durable_end {
+                if output.try_push(&self.pending[*sent].1).is_err() {
                     break;
                 }
+                *sent += 1;
             }
-            self.pending_released += 1;
-            released += 1;
+            low = low.min(*sent);
         }
+        let released = low - self.pending_released;
+        self.pending_released = low;
         if self.pending_released == self.pending.len() {
             self.pending.clear();
-            self.pending_released = 0;
+            self.rebase(self.pending_released);
         } else if self.pending_released > self.pending.len() / 2 {
             // Compact rarely: the copy is proportional to what is still waiting.
             self.pending.drain(..self.pending_released);
-            self.pending_released = 0;
+            self.rebase(self.pending_released);
         }
         self.stats.events_released += released as u64;
         released
+    }
+
+    /// Shifts every index into `pending` down by `by`, after that many records left its front.
+    fn rebase(&mut self, by: usize) {
+        self.pending_released -= by;
+        self.durable_end -= by;
+        self.sent = self.sent.saturating_sub(by);
+        for (_, sent) in &mut self.extra_outputs {
+            *sent -= by;
+        }
     }
 
     /// Runs duty cycles until `stop` says so or a shutdown message arrives; then flushes.

@@ -182,6 +182,44 @@ fn several_inputs_are_sequenced_and_each_command_is_echoed_with_its_origin() {
 }
 
 #[test]
+fn every_output_gets_every_record_in_order_and_a_slow_one_holds_back_only_the_buffer() {
+    let dir = TempDir::new("outputs");
+    let (mut input, consumer, output, mut fast) = rings(1024, 1024);
+    let (second, mut slow) = Ring::create_in_memory(8, RECORD_BYTES).unwrap().split();
+    let config = LoopConfig { batch_max: 8, pending_events_max: 64, echo_commands: false };
+    let mut app =
+        AppLoop::new(sequencer(&dir, Durability::PageCache), consumer, Some(output), config);
+    app.add_output(second);
+    setup(&mut input);
+    for id in 1..=100u128 {
+        let body = CommandBody::Deposit {
+            transaction_id: TransactionId(id),
+            account: AccountId(1),
+            asset: AssetId(0),
+            amount: Amount(id),
+        };
+        push(&mut input, body);
+    }
+    let decode = |bytes: &[u8]| decode_event(bytes.try_into().unwrap()).unwrap().seq;
+    let (mut fast_seqs, mut slow_seqs) = (Vec::new(), Vec::new());
+    // The slow reader takes nothing for a while: the fast one still gets what the buffer holds.
+    for _ in 0..50 {
+        app.do_work().unwrap();
+        fast.poll(1024, |bytes| fast_seqs.push(decode(bytes)));
+    }
+    assert!(fast_seqs.len() > 8, "the fast output is not held to the slow one's ring size");
+    assert!(input.depth() > 0, "input waits while the slow output holds the buffer full");
+    while slow_seqs.len() < 103 {
+        app.do_work().unwrap();
+        fast.poll(1024, |bytes| fast_seqs.push(decode(bytes)));
+        slow.poll(3, |bytes| slow_seqs.push(decode(bytes)));
+    }
+    let expected: Vec<u64> = (1..=103).collect();
+    assert_eq!((fast_seqs, slow_seqs), (expected.clone(), expected));
+    assert_eq!(app.pending_events(), 0);
+}
+
+#[test]
 fn malformed_records_are_counted_and_skipped() {
     let dir = TempDir::new("malformed");
     let (mut input, consumer, output, mut reader) = rings(16, 16);
