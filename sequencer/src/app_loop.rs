@@ -231,7 +231,9 @@ impl AppLoop {
 
     /// Moves durable records to every output ring, oldest first, as far as each has room. A
     /// record leaves the pending buffer once every output has it; an output that is full only
-    /// holds back itself and the buffer, never the others' order.
+    /// holds back itself and the buffer, never the others' order. Each command's records (echo
+    /// and events) are published to an output together, so a consumer that has drained its ring
+    /// is always at a command boundary.
     fn release(&mut self) -> usize {
         let durable = self.stats.durable_seq;
         while self.pending.get(self.durable_end).is_some_and(|(seq, _)| *seq <= durable) {
@@ -241,12 +243,7 @@ impl AppLoop {
         let extra = self.extra_outputs.iter_mut().map(|(output, sent)| (output, sent));
         let first = self.output.as_mut().map(|output| (output, &mut self.sent));
         for (output, sent) in first.into_iter().chain(extra) {
-            while *sent < self.durable_end {
-                if output.try_push(&self.pending[*sent].1).is_err() {
-                    break;
-                }
-                *sent += 1;
-            }
+            *sent = push_whole_commands(output, &self.pending, *sent, self.durable_end);
             low = low.min(*sent);
         }
         let released = low - self.pending_released;
@@ -302,6 +299,37 @@ impl AppLoop {
             idle.idle(released);
         }
     }
+}
+
+/// Pushes `pending[from..to]` to `output`, one command's records at a time and each command
+/// whole, as far as the ring has room; returns how far it got. A command with more records than
+/// the ring holds can never be whole in it and goes record by record.
+fn push_whole_commands(
+    output: &mut RingProducer,
+    pending: &[(u64, Record)],
+    from: usize,
+    to: usize,
+) -> usize {
+    let mut at = from;
+    while at < to {
+        let seq = pending[at].0;
+        let end = at + pending[at..to].iter().take_while(|(other, _)| *other == seq).count();
+        let count = end - at;
+        if count > output.capacity() {
+            if output.try_push(&pending[at].1).is_err() {
+                break;
+            }
+            at += 1;
+            continue;
+        }
+        let Ok(mut claim) = output.try_claim(count) else { break };
+        for (index, (_, record)) in pending[at..end].iter().enumerate() {
+            claim.slot_mut(index).copy_from_slice(record);
+        }
+        claim.commit();
+        at = end;
+    }
+    at
 }
 
 fn pending_events(pending: &mut Vec<(u64, Record)>, command: &engine::Command, events: &[Event]) {

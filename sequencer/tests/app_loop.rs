@@ -220,6 +220,33 @@ fn every_output_gets_every_record_in_order_and_a_slow_one_holds_back_only_the_bu
 }
 
 #[test]
+fn a_command_reaches_an_output_whole_or_not_at_all() {
+    let dir = TempDir::new("whole");
+    // Four slots: after the reader takes one record, one slot is free, too few for the next
+    // command's echo and event; it must wait whole rather than be split across polls.
+    let (mut input, consumer, output, mut reader) = rings(64, 4);
+    let config = LoopConfig { echo_commands: true, ..LoopConfig::default() };
+    let mut app =
+        AppLoop::new(sequencer(&dir, Durability::PageCache), consumer, Some(output), config);
+    setup(&mut input);
+    let mut seen = Vec::new();
+    let read = |reader: &mut RingConsumer, seen: &mut Vec<Output>, limit| {
+        reader.poll(limit, |bytes| seen.push(decode_output(bytes.try_into().unwrap()).unwrap()))
+    };
+    for _ in 0..4 {
+        app.do_work().unwrap();
+        read(&mut reader, &mut seen, 1);
+        app.do_work().unwrap();
+        read(&mut reader, &mut seen, 64);
+        assert_eq!(seen.len() % 2, 0, "a drained ring ends at a command boundary: {seen:?}");
+    }
+    assert_eq!(seen.len(), 6, "three commands, each an echo and one event");
+    for pair in seen.chunks(2) {
+        assert!(matches!(pair, [Output::Echo { .. }, Output::Event(_)]), "{pair:?}");
+    }
+}
+
+#[test]
 fn malformed_records_are_counted_and_skipped() {
     let dir = TempDir::new("malformed");
     let (mut input, consumer, output, mut reader) = rings(16, 16);
