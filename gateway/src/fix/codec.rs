@@ -1,0 +1,646 @@
+//! FIX 4.4 tag-value framing, decoding and encoding.
+//!
+//! Inbound bytes arrive from a TCP stream in arbitrary pieces. [`FrameBuffer`] collects them
+//! and cuts out whole messages, checking BodyLength (9) and CheckSum (10) itself, because the
+//! standard says a message failing either check is ignored and the stream resynchronises at the
+//! next `8=`. A whole frame then goes to [`FixDecoder`], which validates its tag-value structure
+//! and hands it to the `fefix` tag-value decoder, using the `fefix` FIX 4.4 dictionary to
+//! recognise MsgTypes, tags and data fields.
+//!
+//! Outbound messages are written by [`encode`], not by `fefix`: its encoder zero-pads
+//! BodyLength, which some counterparties reject, and ours writes the standard header in the
+//! order most engines expect (8, 9, 35, 49, 56, 34, 52, then 43 and 122 on resends) straight
+//! into a reused buffer.
+//!
+//! ```text
+//! 8=FIX.4.4|9=<body length>|35=<type>|49=..|56=..|34=<seq>|52=<time>|<body>|10=<ddd>|
+//!           ^ body length counts from here ...                    to here ^
+//! ```
+
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::sync::Arc;
+
+use fefix::tagvalue::{Config, Decoder};
+use fefix::{Dictionary, GetConfig};
+
+use crate::message::Message;
+
+/// The field separator, SOH.
+pub const SOH: u8 = 0x01;
+
+/// Every frame starts with these bytes; resynchronisation searches for them.
+const BEGIN: &[u8] = b"8=FIX.4.4\x019=";
+
+/// The trailer, `10=ddd` and SOH.
+const TRAILER_LEN: usize = 7;
+
+/// BodyLength digits we accept before calling the frame malformed.
+const BODY_LENGTH_DIGITS_MAX: usize = 7;
+
+/// Why bytes were dropped from the inbound stream instead of forming a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Bytes that do not start a FIX 4.4 message were skipped up to the next `8=`.
+    #[error("{skipped} bytes of garbage skipped")]
+    Garbage { skipped: usize },
+    /// BodyLength is not a number, exceeds the limit, or does not end where the trailer starts.
+    #[error("bad BodyLength")]
+    BadBodyLength,
+    /// The frame is well formed but its CheckSum does not match.
+    #[error("bad CheckSum")]
+    BadChecksum,
+}
+
+/// Collects a stream's bytes and cuts whole messages out of them.
+#[derive(Debug)]
+pub struct FrameBuffer {
+    bytes: Vec<u8>,
+    start: usize,
+    body_length_max: usize,
+}
+
+impl FrameBuffer {
+    /// A buffer that refuses messages whose BodyLength exceeds `body_length_max`.
+    pub fn new(body_length_max: usize) -> FrameBuffer {
+        FrameBuffer { bytes: Vec::with_capacity(4096), start: 0, body_length_max }
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn extend(&mut self, data: &[u8]) {
+        // Compact before growing so that a long-lived connection does not keep a large buffer
+        // of consumed bytes; the copy is of the unconsumed tail only.
+        if self.start == self.bytes.len() {
+            self.bytes.clear();
+            self.start = 0;
+        } else if self.start > 4096 && self.start * 2 > self.bytes.len() {
+            self.bytes.drain(..self.start);
+            self.start = 0;
+        }
+        self.bytes.extend_from_slice(data);
+    }
+
+    /// Bytes received but not yet consumed by [`FrameBuffer::next_frame`].
+    pub fn pending(&self) -> usize {
+        self.bytes.len() - self.start
+    }
+
+    /// The bytes of a frame returned by [`FrameBuffer::next_frame`]; valid until the next
+    /// call to [`FrameBuffer::extend`].
+    pub fn frame(&self, range: Range<usize>) -> &[u8] {
+        &self.bytes[range]
+    }
+
+    /// The next whole frame, an error for dropped bytes, or `None` when more bytes are needed.
+    pub fn next_frame(&mut self) -> Option<Result<Range<usize>, FrameError>> {
+        let data = &self.bytes[self.start..];
+        if data.is_empty() {
+            return None;
+        }
+        let prefix_len = data.len().min(BEGIN.len());
+        if data[..prefix_len] != BEGIN[..prefix_len] {
+            let skipped = resync_offset(data);
+            self.start += skipped;
+            return Some(Err(FrameError::Garbage { skipped }));
+        }
+        if prefix_len < BEGIN.len() {
+            return None;
+        }
+        match self.frame_length(data) {
+            FrameLength::Incomplete => None,
+            FrameLength::Malformed => {
+                // Skip the `8` so that the next call searches for the following message.
+                self.start += 1;
+                Some(Err(FrameError::BadBodyLength))
+            }
+            FrameLength::Complete { length, checksum_ok } => {
+                let range = self.start..self.start + length;
+                self.start += length;
+                if checksum_ok {
+                    Some(Ok(range))
+                } else {
+                    Some(Err(FrameError::BadChecksum))
+                }
+            }
+        }
+    }
+
+    fn frame_length(&self, data: &[u8]) -> FrameLength {
+        let digits = &data[BEGIN.len()..];
+        let Some(digits_len) = digits.iter().position(|&byte| byte == SOH) else {
+            return if digits.len() > BODY_LENGTH_DIGITS_MAX
+                || !digits.iter().all(u8::is_ascii_digit)
+            {
+                FrameLength::Malformed
+            } else {
+                FrameLength::Incomplete
+            };
+        };
+        let Some(body_length) = parse_decimal(&digits[..digits_len]) else {
+            return FrameLength::Malformed;
+        };
+        if digits_len > BODY_LENGTH_DIGITS_MAX || body_length > self.body_length_max as u64 {
+            return FrameLength::Malformed;
+        }
+        let Ok(body_length) = usize::try_from(body_length) else {
+            return FrameLength::Malformed;
+        };
+        let body_start = BEGIN.len() + digits_len + 1;
+        let trailer_start = body_start + body_length;
+        let length = trailer_start + TRAILER_LEN;
+        if data.len() < length {
+            return FrameLength::Incomplete;
+        }
+        let trailer = &data[trailer_start..length];
+        if &trailer[..3] != b"10=" || trailer[6] != SOH {
+            return FrameLength::Malformed;
+        }
+        let Some(declared) = parse_decimal(&trailer[3..6]) else {
+            return FrameLength::Malformed;
+        };
+        FrameLength::Complete {
+            length,
+            checksum_ok: declared == u64::from(checksum(&data[..trailer_start])),
+        }
+    }
+}
+
+enum FrameLength {
+    Incomplete,
+    Malformed,
+    Complete { length: usize, checksum_ok: bool },
+}
+
+/// How many leading bytes of `data` to drop: up to the next `8=FIX.4.4`, or all but a tail
+/// that could be the start of one.
+fn resync_offset(data: &[u8]) -> usize {
+    for offset in 1..data.len() {
+        let rest = &data[offset..];
+        let len = rest.len().min(BEGIN.len());
+        if rest[..len] == BEGIN[..len] {
+            return offset;
+        }
+    }
+    data.len()
+}
+
+/// The FIX checksum: the byte sum modulo 256.
+pub fn checksum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0u8, |sum, &byte| sum.wrapping_add(byte))
+}
+
+/// Parses ASCII digits; `None` for an empty, non-digit or overflowing input.
+pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &byte| {
+        if byte.is_ascii_digit() {
+            value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// A decoded inbound message: the standard header fields the session layer checks, and the
+/// rest as a [`Message`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inbound {
+    /// MsgSeqNum (34); `None` when missing or not a number.
+    pub seq: Option<u64>,
+    /// SenderCompID (49): the counterparty's CompID.
+    pub sender_comp_id: Option<String>,
+    /// TargetCompID (56): ours.
+    pub target_comp_id: Option<String>,
+    /// SendingTime (52), as text.
+    pub sending_time: Option<String>,
+    /// PossDupFlag (43) is `Y`.
+    pub poss_dup: bool,
+    /// OrigSendingTime (122), as text.
+    pub orig_sending_time: Option<String>,
+    /// Whether the FIX 4.4 dictionary knows the MsgType.
+    pub msg_type_known: bool,
+    /// The first tag below the user-defined range (5000) that the dictionary does not know.
+    pub unknown_tag: Option<u32>,
+    /// MsgType and the body fields (everything but 8, 9, 10 and the header fields above).
+    pub message: Message,
+}
+
+/// Why a frame that passed the framing checks still could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("malformed tag=value structure at byte {0}")]
+    Malformed(usize),
+    #[error("MsgType (35) missing or not the first body field")]
+    MsgType,
+    #[error("the fefix decoder refused the frame")]
+    Refused,
+}
+
+/// What the decoder needs from the FIX 4.4 dictionary, computed once and shared by every
+/// connection's decoder.
+#[derive(Debug)]
+pub struct DecoderTables {
+    dictionary: Dictionary,
+    /// Tags of type Length: the next field's value is that many bytes and may contain SOH.
+    length_tags: Vec<u16>,
+    /// Tags of type NumInGroup: the value must be a count.
+    group_tags: Vec<u16>,
+}
+
+impl DecoderTables {
+    pub fn fix44() -> Arc<DecoderTables> {
+        use fefix::dict::FixDatatype;
+        let dictionary = Dictionary::fix44();
+        let mut length_tags = Vec::new();
+        let mut group_tags = Vec::new();
+        for field in dictionary.iter_fields() {
+            match field.data_type().basetype() {
+                FixDatatype::Length => length_tags.push(field.tag().get()),
+                FixDatatype::NumInGroup => group_tags.push(field.tag().get()),
+                _ => {}
+            }
+        }
+        length_tags.sort_unstable();
+        group_tags.sort_unstable();
+        Arc::new(DecoderTables { dictionary, length_tags, group_tags })
+    }
+
+    /// Whether the dictionary knows the MsgType.
+    pub fn knows_msg_type(&self, msg_type: &str) -> bool {
+        self.dictionary.message_by_msgtype(msg_type).is_some()
+    }
+
+    fn knows_tag(&self, tag: u32) -> bool {
+        tag >= 5000 || self.dictionary.field_by_tag(tag).is_some()
+    }
+}
+
+/// Decodes whole frames (from [`FrameBuffer`]) with `fefix`. One per connection: the `fefix`
+/// decoder keeps repeating-group state between messages, and a malformed group from one
+/// counterparty must not affect how another's messages are read.
+#[derive(Debug)]
+pub struct FixDecoder {
+    tables: Arc<DecoderTables>,
+    inner: Decoder<Config>,
+}
+
+impl FixDecoder {
+    pub fn new(tables: Arc<DecoderTables>) -> FixDecoder {
+        let mut inner = Decoder::<Config>::new(tables.dictionary.clone());
+        // FrameBuffer has checked CheckSum already.
+        inner.config_mut().set_verify_checksum(false);
+        inner.config_mut().set_max_message_size(None);
+        FixDecoder { tables, inner }
+    }
+
+    pub fn tables(&self) -> &DecoderTables {
+        &self.tables
+    }
+
+    /// Decodes one whole frame.
+    pub fn decode(&mut self, frame: &[u8]) -> Result<Inbound, DecodeError> {
+        // fefix 0.7 unwraps while reading tags, counts and data lengths; checking the structure
+        // first keeps those paths unreachable, so no input can panic the acceptor thread.
+        validate_structure(&self.tables, frame)?;
+        let decoded = self.inner.decode(frame).map_err(|_| DecodeError::Refused)?;
+        let mut fields = decoded.fields();
+        // The first field is BeginString (8); fefix leaves 9 and 10 out.
+        fields.next();
+        let (first_tag, first_value) = fields.next().ok_or(DecodeError::MsgType)?;
+        if first_tag.get() != 35 || first_value.is_empty() {
+            return Err(DecodeError::MsgType);
+        }
+        let msg_type = String::from_utf8_lossy(first_value).into_owned();
+        let mut inbound = Inbound {
+            seq: None,
+            sender_comp_id: None,
+            target_comp_id: None,
+            sending_time: None,
+            poss_dup: false,
+            orig_sending_time: None,
+            msg_type_known: self.tables.knows_msg_type(&msg_type),
+            unknown_tag: None,
+            message: Message { msg_type, fields: Vec::with_capacity(fields.len()) },
+        };
+        let mut seq_seen = false;
+        for (tag, value) in fields {
+            let tag = u32::from(tag.get());
+            let text = || String::from_utf8_lossy(value).into_owned();
+            match tag {
+                34 if !seq_seen => {
+                    seq_seen = true;
+                    inbound.seq = parse_decimal(value);
+                }
+                49 if inbound.sender_comp_id.is_none() => inbound.sender_comp_id = Some(text()),
+                56 if inbound.target_comp_id.is_none() => inbound.target_comp_id = Some(text()),
+                52 if inbound.sending_time.is_none() => inbound.sending_time = Some(text()),
+                43 => inbound.poss_dup = value == b"Y",
+                122 if inbound.orig_sending_time.is_none() => {
+                    inbound.orig_sending_time = Some(text());
+                }
+                // PossResend and OnBehalfOf routing are not used by this venue.
+                97 => {}
+                _ => {
+                    if inbound.unknown_tag.is_none() && !self.tables.knows_tag(tag) {
+                        inbound.unknown_tag = Some(tag);
+                    }
+                    inbound.message.fields.push((tag, text()));
+                }
+            }
+        }
+        Ok(inbound)
+    }
+}
+
+/// Checks that the body of a frame is a sequence of `tag=value` SOH fields with tags in
+/// 1..=65535, data fields within bounds and group counts that are numbers.
+fn validate_structure(tables: &DecoderTables, frame: &[u8]) -> Result<(), DecodeError> {
+    let body_start = BEGIN.len()
+        + frame[BEGIN.len()..].iter().position(|&b| b == SOH).ok_or(DecodeError::Malformed(0))?
+        + 1;
+    let end = frame.len().checked_sub(TRAILER_LEN).ok_or(DecodeError::Malformed(0))?;
+    let mut position = body_start;
+    let mut data_length: Option<usize> = None;
+    while position < end {
+        let equals = frame[position..end]
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or(DecodeError::Malformed(position))?;
+        let tag = parse_decimal(&frame[position..position + equals])
+            .filter(|&tag| (1..=65535).contains(&tag) && equals <= 5)
+            .and_then(|tag| u16::try_from(tag).ok())
+            .ok_or(DecodeError::Malformed(position))?;
+        let value_start = position + equals + 1;
+        let value_end = match data_length.take() {
+            Some(length) => value_start
+                .checked_add(length)
+                .filter(|&value_end| value_end < end && frame[value_end] == SOH)
+                .ok_or(DecodeError::Malformed(value_start))?,
+            None => {
+                value_start
+                    + frame[value_start..end]
+                        .iter()
+                        .position(|&b| b == SOH)
+                        .ok_or(DecodeError::Malformed(value_start))?
+            }
+        };
+        let value = &frame[value_start..value_end];
+        let is_length = tables.length_tags.binary_search(&tag).is_ok();
+        let is_group = tables.group_tags.binary_search(&tag).is_ok();
+        if is_length || is_group {
+            // The same parse fefix performs, so that it cannot fail there.
+            let count = std::str::from_utf8(value)
+                .ok()
+                .and_then(|text| text.parse::<usize>().ok())
+                .ok_or(DecodeError::Malformed(value_start))?;
+            if is_length {
+                data_length = Some(count);
+            }
+        }
+        position = value_end + 1;
+    }
+    if data_length.is_some() {
+        return Err(DecodeError::Malformed(end));
+    }
+    Ok(())
+}
+
+/// The standard header of an outbound message, beyond MsgType.
+#[derive(Clone, Copy, Debug)]
+pub struct Header<'a> {
+    /// SenderCompID (49): ours.
+    pub sender_comp_id: &'a str,
+    /// TargetCompID (56): the counterparty's.
+    pub target_comp_id: &'a str,
+    pub seq: u64,
+    /// SendingTime (52), as formatted by [`format_utc_timestamp`].
+    pub sending_time: &'a str,
+    /// On a resend: PossDupFlag (43) is `Y` and OrigSendingTime (122) is this.
+    pub orig_sending_time: Option<&'a str>,
+}
+
+/// Appends one encoded message to `out`. `scratch` is a reused buffer for the body, so that
+/// the unpadded BodyLength can be written before it without allocating.
+pub fn encode(
+    out: &mut Vec<u8>,
+    scratch: &mut String,
+    header: &Header<'_>,
+    msg_type: &str,
+    fields: &[(u32, String)],
+) {
+    scratch.clear();
+    // Writing to a String cannot fail.
+    let _ = write!(
+        scratch,
+        "35={msg_type}\x0149={}\x0156={}\x0134={}\x0152={}\x01",
+        header.sender_comp_id, header.target_comp_id, header.seq, header.sending_time
+    );
+    if let Some(orig) = header.orig_sending_time {
+        let _ = write!(scratch, "43=Y\x01122={orig}\x01");
+    }
+    for (tag, value) in fields {
+        let _ = write!(scratch, "{tag}={value}\x01");
+    }
+    let start = out.len();
+    out.extend_from_slice(BEGIN);
+    let mut digits = itoa_buffer(u64::try_from(scratch.len()).unwrap_or(u64::MAX));
+    out.extend_from_slice(digits.as_bytes());
+    out.push(SOH);
+    out.extend_from_slice(scratch.as_bytes());
+    let sum = checksum(&out[start..]);
+    digits.clear();
+    let _ = write!(digits, "10={sum:03}\x01");
+    out.extend_from_slice(digits.as_bytes());
+}
+
+fn itoa_buffer(value: u64) -> String {
+    // Small and short-lived; formatting integers through `write!` keeps the code plain.
+    let mut text = String::with_capacity(24);
+    let _ = write!(text, "{value}");
+    text
+}
+
+/// Length of a UTC timestamp with milliseconds: `YYYYMMDD-HH:MM:SS.sss`.
+pub const TIMESTAMP_LEN: usize = 21;
+
+/// Formats nanoseconds since the Unix epoch as a FIX UTCTimestamp with milliseconds.
+pub fn format_utc_timestamp(time_ns: u64, out: &mut String) {
+    let seconds = time_ns / 1_000_000_000;
+    let millis = (time_ns / 1_000_000) % 1000;
+    let days = seconds / 86_400;
+    let second_of_day = seconds % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{year:04}{month:02}{day:02}-{:02}:{:02}:{:02}.{millis:03}",
+        second_of_day / 3600,
+        (second_of_day / 60) % 60,
+        second_of_day % 60
+    );
+}
+
+/// Parses a FIX UTCTimestamp (`YYYYMMDD-HH:MM:SS` with optional `.sss`, `.ssssss` or
+/// `.sssssssss`) into nanoseconds since the Unix epoch; `None` for anything else.
+pub fn parse_utc_timestamp(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 17 || bytes[8] != b'-' || bytes[11] != b':' || bytes[14] != b':' {
+        return None;
+    }
+    let year = parse_decimal(&bytes[0..4])?;
+    let month = parse_decimal(&bytes[4..6])?;
+    let day = parse_decimal(&bytes[6..8])?;
+    let hour = parse_decimal(&bytes[9..11])?;
+    let minute = parse_decimal(&bytes[12..14])?;
+    let second = parse_decimal(&bytes[15..17])?;
+    let valid = (1970..=9999).contains(&year)
+        && (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second <= 60;
+    if !valid {
+        return None;
+    }
+    let fraction_ns = match &bytes[17..] {
+        [] => 0,
+        [b'.', digits @ ..] if matches!(digits.len(), 3 | 6 | 9) => {
+            let scale = 10u64.pow(9 - u32::try_from(digits.len()).ok()?);
+            parse_decimal(digits)? * scale
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    seconds.checked_mul(1_000_000_000)?.checked_add(fraction_ns)
+}
+
+/// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's civil calendar
+/// algorithm, restricted to dates after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Days since 1970-01-01 of a date in 1970..=9999 (the inverse of [`civil_from_days`]).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year - era * 400;
+    let shifted_month = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    (era * 146_097 + day_of_era).saturating_sub(719_468)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(text: &str) -> Vec<u8> {
+        text.replace('|', "\x01").into_bytes()
+    }
+
+    fn header(seq: u64) -> Header<'static> {
+        Header {
+            sender_comp_id: "EXCH",
+            target_comp_id: "CLIENT",
+            seq,
+            sending_time: "20240102-03:04:05.678",
+            orig_sending_time: None,
+        }
+    }
+
+    #[test]
+    fn encoded_messages_frame_and_decode_back() {
+        let mut out = Vec::new();
+        let mut scratch = String::new();
+        let fields = vec![(112, "ping".to_string())];
+        encode(&mut out, &mut scratch, &header(7), "1", &fields);
+        encode(&mut out, &mut scratch, &header(8), "0", &[]);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.starts_with("8=FIX.4.4\x019=62\x0135=1\x0149=EXCH\x0156=CLIENT\x0134=7\x01"));
+        let mut frames = FrameBuffer::new(4096);
+        let mut decoder = FixDecoder::new(DecoderTables::fix44());
+        // Byte by byte: every partial read must wait, not fail.
+        let mut decoded = Vec::new();
+        for byte in &out {
+            frames.extend(std::slice::from_ref(byte));
+            while let Some(frame) = frames.next_frame() {
+                let range = frame.unwrap();
+                decoded.push(decoder.decode(frames.frame(range)).unwrap());
+            }
+        }
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].seq, Some(7));
+        assert_eq!(decoded[0].sender_comp_id.as_deref(), Some("EXCH"));
+        assert_eq!(decoded[0].message, Message::new("1").with(112, "ping"));
+        assert!(decoded[1].msg_type_known);
+    }
+
+    #[test]
+    fn bad_checksum_and_body_length_are_dropped_and_the_stream_resynchronises() {
+        let mut out = Vec::new();
+        let mut scratch = String::new();
+        encode(&mut out, &mut scratch, &header(1), "0", &[]);
+        let good = out.clone();
+        let mut bad_sum = good.clone();
+        let len = bad_sum.len();
+        bad_sum[len - 2] = if bad_sum[len - 2] == b'0' { b'1' } else { b'0' };
+        let mut bad_length = wire("8=FIX.4.4|9=5|35=0|49=A|56=B|34=1|10=000|");
+        bad_length.extend_from_slice(&good);
+        let mut frames = FrameBuffer::new(4096);
+        frames.extend(b"garbage");
+        frames.extend(&bad_sum);
+        frames.extend(&bad_length);
+        let mut results = Vec::new();
+        while let Some(frame) = frames.next_frame() {
+            results.push(frame.map(|range| frames.frame(range).to_vec()));
+        }
+        assert_eq!(results[0], Err(FrameError::Garbage { skipped: 7 }));
+        assert_eq!(results[1], Err(FrameError::BadChecksum));
+        assert_eq!(results[2], Err(FrameError::BadBodyLength));
+        assert!(matches!(results[3], Err(FrameError::Garbage { .. })));
+        assert_eq!(results[4], Ok(good));
+        assert_eq!(results.len(), 5);
+    }
+
+    #[test]
+    fn malformed_structures_are_refused_without_panicking() {
+        let tables = DecoderTables::fix44();
+        let mut decoder = FixDecoder::new(tables);
+        for body in ["35=0|95=5|96=ab|", "35=0|453=x|", "35=0|x=1|", "35=0|99999999=1|", "34=1|"] {
+            let body = wire(body);
+            let mut frame = wire(&format!("8=FIX.4.4|9={}|", body.len()));
+            frame.extend_from_slice(&body);
+            let sum = checksum(&frame);
+            frame.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+            assert!(decoder.decode(&frame).is_err(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let mut text = String::new();
+        format_utc_timestamp(1_704_164_645_678_000_000, &mut text);
+        assert_eq!(text, "20240102-03:04:05.678");
+        assert_eq!(parse_utc_timestamp(&text), Some(1_704_164_645_678_000_000));
+        assert_eq!(parse_utc_timestamp("20240102-03:04:05"), Some(1_704_164_645_000_000_000));
+        assert_eq!(parse_utc_timestamp("20240230-03:04:05.1"), None);
+        assert_eq!(parse_utc_timestamp("2024010203:04:05"), None);
+        format_utc_timestamp(951_782_400_000_000_000, &mut text);
+        assert!(text.ends_with("20000229-00:00:00.000"));
+    }
+}
