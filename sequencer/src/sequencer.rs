@@ -23,8 +23,8 @@ use crate::journal::{
     read_from, Durability, Journal, JournalConfig, JournalError, OpenReport, ReadSummary, SeqOrder,
 };
 use crate::record::{
-    decode_command, decode_event, encode_command_from, encode_event, EventRecord, Record,
-    RecordError, RECORD_BYTES,
+    decode_command, decode_command_origin, decode_event, encode_command_from, encode_event,
+    EventRecord, Output, Record, RecordError, RECORD_BYTES,
 };
 use crate::snapshot_store::{
     SkippedSnapshot, SnapshotDefect, SnapshotStore, SnapshotStoreError, SNAPSHOTS,
@@ -189,6 +189,52 @@ pub fn read_commands_from(
         expected += 1;
         visit(command)
     })
+}
+
+/// The journals of `data_dir` from `from_seq` on as an application loop with echoed commands
+/// would have put them on an output ring: each command with its origin, then its events. For
+/// consumers rebuilding their state after a restart. Holds the commands in memory while it reads
+/// the events, so `from_seq` should be recent (a consumer's own snapshot).
+pub fn read_output_from(
+    data_dir: &Path,
+    from_seq: u64,
+    mut visit: impl FnMut(Output) -> Result<(), SequencerError>,
+) -> Result<u64, SequencerError> {
+    let from_seq = from_seq.max(1);
+    let mut commands = Vec::new();
+    let mut expected = from_seq;
+    read_records(data_dir, COMMANDS, SeqOrder::Strict, from_seq, |seq, record| {
+        let (command, origin) = decode_command_origin(record)
+            .map_err(|source| SequencerError::Record { journal: COMMANDS, seq, source })?;
+        if command.seq != expected {
+            return Err(SequencerError::Gap { previous: expected - 1, seq: command.seq });
+        }
+        expected += 1;
+        commands.push(Output::Echo { command, origin });
+        Ok(())
+    })?;
+    let mut echoes = commands.into_iter().peekable();
+    let mut last = from_seq - 1;
+    read_events_from(data_dir, from_seq, |event| {
+        while let Some(Output::Echo { command, .. }) = echoes.peek() {
+            if command.seq > event.seq {
+                break;
+            }
+            last = command.seq;
+            visit(echoes.next().expect("peeked"))?;
+        }
+        if event.seq != last {
+            return Err(SequencerError::EventsAhead { event_seq: event.seq, command_seq: last });
+        }
+        visit(Output::Event(event))
+    })?;
+    for echo in echoes {
+        if let Output::Echo { command, .. } = &echo {
+            last = command.seq;
+        }
+        visit(echo)?;
+    }
+    Ok(last)
 }
 
 /// Every event in the event journal of `data_dir`, in order, decoded.
@@ -448,6 +494,11 @@ impl Sequencer {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The command journal's durable watermark, for health reports on other threads.
+    pub fn durable_watermark(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.commands.watermark()
     }
 
     pub fn seq(&self) -> u64 {

@@ -166,6 +166,21 @@ fn several_inputs_are_sequenced_and_each_command_is_echoed_with_its_origin() {
         }
     }
     assert_eq!(outputs.len(), 10);
+    // A consumer restarting later reads the same stream back from the journals.
+    let mut replayed = Vec::new();
+    let last = sequencer::sequencer::read_output_from(&dir.0, 1, |output| {
+        replayed.push(output);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((last, &replayed), (5, &outputs));
+    let mut tail = Vec::new();
+    sequencer::sequencer::read_output_from(&dir.0, 4, |output| {
+        tail.push(output);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(tail, outputs[6..]);
     // The journal keeps the origin too, for audit.
     let mut origins = Vec::new();
     sequencer::journal::read_all(
