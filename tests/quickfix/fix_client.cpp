@@ -370,7 +370,7 @@ void usage() {
       "                  [--username U] [--password PW] [--heartbeat SECONDS]\n"
       "                  [--reset-on-logon Y|N] [--timeout SECONDS]  < scenario\n"
       "scenario commands, one per line ('#' starts a comment):\n"
-      "  logon | connect | logout [text] | wait-logout | quit\n"
+      "  logon | connect | logout [text] | wait-logout | crash | quit\n"
       "  send TAG=VALUE|...         (header, body length and checksum are filled in;\n"
       "                              VALUE 'now' is the current UTCTimestamp, '$name' a variable)\n"
       "  expect PATTERN             (a message accepted by QuickFIX's session layer)\n"
@@ -616,6 +616,13 @@ class Scenario {
         error = std::string("unexpected ") + stream_name(stream) + " message: " + matched;
         return false;
       }
+    } else if (command == "crash") {
+      // Ends the process at once, without a Logout, as a crashed client would: the kernel closes
+      // the socket. The FileStore is flushed after every write, so it is left as QuickFIX last
+      // wrote it and a later process on the same store continues from there.
+      recorder_.say("ok crash");
+      std::cout.flush();
+      std::_Exit(0);
     } else if (command == "timeout") {
       timeout_ = std::atof(rest.c_str());
     } else if (command == "sleep") {

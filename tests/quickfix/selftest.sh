@@ -10,7 +10,8 @@
 # heartbeats, logout; a second process on the same FileStore continuing the sequence numbers,
 # a ResendRequest answered with PossDup resends and gap fills, a deliberate outbound gap that the
 # acceptor asks to be resent, an order stored while logged out and delivered by resend after the
-# next logon; and a Logon refused for a wrong password. Exits 0 when every step passed.
+# next logon; a crash without Logout followed by a new process continuing the session; a Logon
+# with ResetSeqNumFlag; and a Logon refused for a wrong password. Exits 0 when every step passed.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -118,7 +119,38 @@ none 35=3
 none-sent 35=3
 EOF
 
-# 3. A wrong password: the acceptor answers the Logon with a Logout carrying the reason and never
+# 3. A crash (no Logout) and a new process on the same store: the session continues, and the
+#    acceptor, which saw only a closed socket, accepts the Logon.
+run_client crash --sender CLIENT1 --password secret --store "$work/client1" --heartbeat 5 <<'EOF'
+logon
+crash
+echo never reached
+EOF
+if ! grep -q '^ok crash$' "$work/crash.out" || grep -q 'never reached' "$work/crash.out"; then
+  echo "selftest: crash did not end the client at once" >&2
+  exit 1
+fi
+last_sent="$(grep '^sent ' "$work/crash.out" | tail -1 | sed 's/.*|34=\([0-9]*\)|.*/\1/')"
+run_client after-crash --sender CLIENT1 --password secret --store "$work/client1" --heartbeat 5 <<EOF
+logon
+expect-sent 35=A|34=$((last_sent + 1))|!141
+send 35=D|11=c4|55=BTC-USD|54=1|38=1|40=2|44=58000|59=1|60=now
+expect 35=8|11=c4|150=0
+none-sent 35=3
+EOF
+
+# 4. ResetOnLogon: the Logon carries ResetSeqNumFlag and both sides start again at 1.
+run_client reset --sender CLIENT1 --password secret --store "$work/client1" --heartbeat 5 \
+  --reset-on-logon Y <<'EOF'
+logon
+expect-sent 35=A|34=1|141=Y
+expect 35=A|34=1|141=Y
+send 35=D|11=c5|55=BTC-USD|54=1|38=1|40=2|44=58000|59=1|60=now
+expect-sent 35=D|34=2|11=c5
+expect 35=8|34=2|11=c5|150=0
+EOF
+
+# 5. A wrong password: the acceptor answers the Logon with a Logout carrying the reason and never
 #    logs the session on.
 run_client refused --sender CLIENT2 --password wrong --store "$work/client2" --heartbeat 5 <<'EOF'
 connect
