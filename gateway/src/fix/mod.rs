@@ -6,6 +6,7 @@
 //! - [`session`]: the session layer as a pure state machine ([`Session`]), time passed in.
 //! - [`store`]: sequence numbers and outbound messages per session, in RocksDB.
 //! - [`acceptor`]: the TCP listener and the poll loop that drives sessions and timers.
+//! - [`fuzzing`]: a byte-driven exerciser of codec and session for fuzz and property tests.
 //!
 //! # The application interface
 //!
@@ -25,6 +26,7 @@
 
 pub mod acceptor;
 pub mod codec;
+pub mod fuzzing;
 pub mod session;
 pub mod store;
 
