@@ -447,21 +447,28 @@ pub fn encode(
     }
     let start = out.len();
     out.extend_from_slice(BEGIN);
-    let mut digits = itoa_buffer(u64::try_from(scratch.len()).unwrap_or(u64::MAX));
-    out.extend_from_slice(digits.as_bytes());
+    push_decimal(out, scratch.len());
     out.push(SOH);
     out.extend_from_slice(scratch.as_bytes());
     let sum = checksum(&out[start..]);
-    digits.clear();
-    let _ = write!(digits, "10={sum:03}\x01");
-    out.extend_from_slice(digits.as_bytes());
+    out.extend_from_slice(b"10=");
+    out.extend_from_slice(&[b'0' + sum / 100, b'0' + (sum / 10) % 10, b'0' + sum % 10, SOH]);
 }
 
-fn itoa_buffer(value: u64) -> String {
-    // Small and short-lived; formatting integers through `write!` keeps the code plain.
-    let mut text = String::with_capacity(24);
-    let _ = write!(text, "{value}");
-    text
+/// Appends the decimal digits of `value` without going through a formatter's allocation.
+fn push_decimal(out: &mut Vec<u8>, value: usize) {
+    let mut digits = [0u8; 20];
+    let mut position = digits.len();
+    let mut rest = value;
+    loop {
+        position -= 1;
+        digits[position] = b"0123456789"[rest % 10];
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[position..]);
 }
 
 /// Length of a UTC timestamp with milliseconds: `YYYYMMDD-HH:MM:SS.sss`.

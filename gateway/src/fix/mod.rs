@@ -23,6 +23,36 @@
 //! Sessions are named by [`SessionKey`], the position of their [`SessionConfig`] in
 //! [`AcceptorConfig::sessions`]; it stays the same across reconnects and restarts as long as
 //! the configuration does.
+//!
+//! ```no_run
+//! use gateway::fix::{Acceptor, AcceptorConfig, Application, Outbox, SessionConfig, SessionKey};
+//! use gateway::Message;
+//!
+//! /// Acknowledges every NewOrderSingle.
+//! struct Acknowledger;
+//!
+//! impl Application for Acknowledger {
+//!     fn on_message(
+//!         &mut self,
+//!         session: SessionKey,
+//!         _config: &SessionConfig,
+//!         message: Message,
+//!         outbox: &mut Outbox,
+//!     ) {
+//!         if message.msg_type == "D" {
+//!             let id = message.get(11).unwrap_or_default().to_owned();
+//!             outbox.send(session, Message::new("8").with(11, id).with(150, '0'));
+//!         }
+//!     }
+//! }
+//!
+//! let sessions = vec![SessionConfig::new("EXCH", "CLIENT1")];
+//! let mut config = AcceptorConfig::new("127.0.0.1:9878".parse().unwrap(), sessions);
+//! config.store_path = Some("data/fix".into());
+//! let handle = Acceptor::bind(config).unwrap().spawn(Acknowledger);
+//! // ... later: log every session out and join the thread.
+//! let (_application, _stats) = handle.stop();
+//! ```
 
 pub mod acceptor;
 pub mod codec;
