@@ -357,7 +357,6 @@ impl Session {
         was_logged_on
     }
 
-    // tidy: long function, the Logon checks form one linear sequence of refusals.
     fn handle_logon(&mut self, now_ns: u64, inbound: Inbound) -> Result<(), StoreError> {
         if inbound.message.msg_type != "A" {
             self.close("first message not a Logon");
@@ -440,7 +439,6 @@ impl Session {
         Ok(())
     }
 
-    // tidy: long function, the order of the header checks is the order the standard gives.
     fn handle_active(&mut self, now_ns: u64, inbound: Inbound) -> Result<(), StoreError> {
         self.last_inbound_ns = now_ns;
         let seq = inbound.seq;
@@ -563,7 +561,6 @@ impl Session {
         Ok(())
     }
 
-    // tidy: long function, one arm per session-level MsgType keeps the dispatch in one place.
     fn dispatch(&mut self, now_ns: u64, seq: u64, inbound: Inbound) -> Result<Next, StoreError> {
         let message = &inbound.message;
         match message.msg_type.as_str() {
