@@ -2,8 +2,11 @@
 //!
 //! - [`fix`]: the FIX 4.4 acceptor: codec, session layer, session store and TCP loop.
 //! - [`message`]: the owned FIX message the other modules pass around.
+//! - [`orders`]: order entry, from application messages to engine commands and from the
+//!   sequenced output stream to execution reports.
 
 pub mod fix;
 pub mod message;
+pub mod orders;
 
 pub use message::{FieldError, Message};

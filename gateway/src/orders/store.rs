@@ -1,0 +1,147 @@
+//! Durable state of the order entry that the journals do not hold: which session and ClOrdID
+//! each submitted request came from (stored before its commands are submitted), and snapshots
+//! of the whole order table so that a restart replays only the journal after the newest one.
+//!
+//! One RocksDB database, two key spaces, values as JSON:
+//!
+//! ```text
+//! 'q' | request number (u64 big-endian)  → Request
+//! 's' | seq (u64 big-endian)             → EntrySnapshot as of the end of command seq
+//! ```
+//!
+//! Big-endian numbers make RocksDB's byte order the numeric order. A snapshot makes every
+//! request numbered below its `next_request` redundant, so storing one prunes those requests
+//! and all older snapshots but the previous one (kept in case the newest turns out unreadable).
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+
+use super::{EntrySnapshot, Request};
+
+const REQUEST: u8 = b'q';
+const SNAPSHOT: u8 = b's';
+/// Snapshots kept: the newest and one fallback.
+const SNAPSHOTS_KEPT: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OrderStoreError {
+    #[error("order store {path}: {source}")]
+    Rocks { path: PathBuf, source: rocksdb::Error },
+    #[error("order store {path}: undecodable record {key:?}: {source}")]
+    Decode { path: PathBuf, key: Vec<u8>, source: serde_json::Error },
+}
+
+/// The order entry's RocksDB store.
+pub struct OrderStore {
+    db: DB,
+    path: PathBuf,
+    /// Whether each write is fsynced before it returns.
+    sync: bool,
+}
+
+impl std::fmt::Debug for OrderStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderStore").field("path", &self.path).field("sync", &self.sync).finish()
+    }
+}
+
+fn key(space: u8, number: u64) -> [u8; 9] {
+    let mut key = [space; 9];
+    key[1..].copy_from_slice(&number.to_be_bytes());
+    key
+}
+
+impl OrderStore {
+    /// Opens or creates the store in `directory`. With `sync`, every write is fsynced, which
+    /// matches a journal that fsyncs before release; without it a write survives a process
+    /// crash but not a power loss, like a page-cache journal.
+    pub fn open(directory: &Path, sync: bool) -> Result<OrderStore, OrderStoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        let db = DB::open(&options, directory)
+            .map_err(|source| OrderStoreError::Rocks { path: directory.to_owned(), source })?;
+        Ok(OrderStore { db, path: directory.to_owned(), sync })
+    }
+
+    fn rocks(&self) -> impl FnOnce(rocksdb::Error) -> OrderStoreError + '_ {
+        |source| OrderStoreError::Rocks { path: self.path.clone(), source }
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync);
+        options
+    }
+
+    /// Stores a request; call before submitting its commands.
+    pub fn put_request(&self, request: &Request) -> Result<(), OrderStoreError> {
+        let value = serde_json::to_vec(request).expect("requests always serialize");
+        self.db
+            .put_opt(key(REQUEST, request.number), value, &self.write_options())
+            .map_err(self.rocks())
+    }
+
+    /// Every stored request numbered `from` or later, in number order.
+    pub fn requests_from(&self, from: u64) -> Result<Vec<Request>, OrderStoreError> {
+        let mut requests = Vec::new();
+        let mut iterator = self.db.raw_iterator();
+        iterator.seek(key(REQUEST, from));
+        while let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
+            if key.first() != Some(&REQUEST) {
+                break;
+            }
+            let request = serde_json::from_slice(value).map_err(|source| {
+                OrderStoreError::Decode { path: self.path.clone(), key: key.to_vec(), source }
+            })?;
+            requests.push(request);
+            iterator.next();
+        }
+        iterator.status().map_err(self.rocks())?;
+        Ok(requests)
+    }
+
+    /// Stores a snapshot and prunes what it makes redundant.
+    pub fn put_snapshot(&self, snapshot: &EntrySnapshot) -> Result<(), OrderStoreError> {
+        let value = serde_json::to_vec(snapshot).expect("snapshots always serialize");
+        let mut batch = WriteBatch::default();
+        batch.put(key(SNAPSHOT, snapshot.seq), value);
+        batch.delete_range(key(REQUEST, 0), key(REQUEST, snapshot.next_request));
+        let mut older = self.snapshot_seqs()?;
+        older.retain(|seq| *seq < snapshot.seq);
+        let excess = (older.len() + 1).saturating_sub(SNAPSHOTS_KEPT);
+        for seq in &older[..excess] {
+            batch.delete(key(SNAPSHOT, *seq));
+        }
+        self.db.write_opt(batch, &self.write_options()).map_err(self.rocks())
+    }
+
+    fn snapshot_seqs(&self) -> Result<Vec<u64>, OrderStoreError> {
+        let mut seqs = Vec::new();
+        let mut iterator = self.db.raw_iterator();
+        iterator.seek(key(SNAPSHOT, 0));
+        while let Some(key) = iterator.key() {
+            let Some((&SNAPSHOT, number)) = key.split_first() else { break };
+            let bytes: [u8; 8] = number.try_into().expect("snapshot keys are nine bytes");
+            seqs.push(u64::from_be_bytes(bytes));
+            iterator.next();
+        }
+        iterator.status().map_err(self.rocks())?;
+        Ok(seqs)
+    }
+
+    /// The newest snapshot that decodes, if any; an undecodable one is skipped for the one
+    /// before it, since replaying from further back gives the same state.
+    pub fn latest_snapshot(&self) -> Result<Option<EntrySnapshot>, OrderStoreError> {
+        for seq in self.snapshot_seqs()?.into_iter().rev() {
+            let Some(value) = self.db.get(key(SNAPSHOT, seq)).map_err(self.rocks())? else {
+                continue;
+            };
+            if let Ok(snapshot) = serde_json::from_slice::<EntrySnapshot>(&value) {
+                return Ok(Some(snapshot));
+            }
+        }
+        Ok(None)
+    }
+}
