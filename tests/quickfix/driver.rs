@@ -50,6 +50,23 @@ pub fn build_client() -> PathBuf {
     PathBuf::from(stdout.lines().last().expect("build.sh prints the binary's path").trim())
 }
 
+/// Fetches QuickFIX's FIX 4.4 data dictionary with `tests/quickfix/dictionary.sh` (pip, once) and
+/// returns its path, for the client's `--dictionary` option; `None` if it cannot be had.
+pub fn dictionary() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let output = Command::new(root.join("tests/quickfix/dictionary.sh"))
+        .arg(target.join("quickfix"))
+        .stderr(Stdio::inherit())
+        .output()
+        .ok()?;
+    let stdout = String::from_utf8(output.stdout).ok()?;
+    let path = PathBuf::from(stdout.lines().last()?.trim());
+    (output.status.success() && path.is_file()).then_some(path)
+}
+
 /// A running QuickFIX client process.
 #[derive(Debug)]
 pub struct Client {

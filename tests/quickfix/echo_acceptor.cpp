@@ -8,7 +8,7 @@
 // not match the configured one. Everything else (heartbeats, resend requests, gap fills, logout)
 // is QuickFIX's standard behaviour.
 //
-// usage: echo_acceptor --port P --store DIR [--password PW] CLIENT_COMP_ID...
+// usage: echo_acceptor --port P --store DIR [--password PW] [--dictionary FIX44.xml] CLIENT...
 
 #include <quickfix/Application.h>
 #include <quickfix/FieldConvertors.h>
@@ -101,21 +101,24 @@ class EchoApplication : public FIX::Application {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string port, store, password;
+  std::string port, store, password, dictionary;
   std::vector<std::string> clients;
   for (int i = 1; i < argc; ++i) {
     std::string arg(argv[i]);
-    if ((arg == "--port" || arg == "--store" || arg == "--password") && i + 1 < argc) {
+    if ((arg == "--port" || arg == "--store" || arg == "--password" || arg == "--dictionary") &&
+        i + 1 < argc) {
       std::string value(argv[++i]);
       if (arg == "--port") port = value;
       else if (arg == "--store") store = value;
+      else if (arg == "--dictionary") dictionary = value;
       else password = value;
     } else {
       clients.push_back(arg);
     }
   }
   if (port.empty() || store.empty() || clients.empty()) {
-    std::cerr << "usage: echo_acceptor --port P --store DIR [--password PW] CLIENT_COMP_ID...\n";
+    std::cerr << "usage: echo_acceptor --port P --store DIR [--password PW] "
+                 "[--dictionary FIX44.xml] CLIENT_COMP_ID...\n";
     return 2;
   }
 
@@ -128,7 +131,10 @@ int main(int argc, char** argv) {
        << "SocketReuseAddress=Y\n"
        << "FileStorePath=" << store << "\n"
        << "FileLogPath=" << store << "\n"
-       << "UseDataDictionary=N\n"
+       // With the dictionary the acceptor validates what the client sends, which checks that the
+       // scenarios in selftest.sh produce well-formed FIX 4.4.
+       << (dictionary.empty() ? "UseDataDictionary=N\n"
+                              : "UseDataDictionary=Y\nDataDictionary=" + dictionary + "\n")
        << "StartTime=00:00:00\n"
        << "EndTime=00:00:00\n";
   for (size_t i = 0; i < clients.size(); ++i) {

@@ -356,6 +356,7 @@ struct Options {
   std::string username;
   std::string password;
   std::string store;
+  std::string dictionary;
   int heartbeat;
   bool reset_on_logon;
   double timeout;
@@ -368,6 +369,7 @@ void usage() {
   std::cerr <<
       "usage: fix_client --sender ID --store DIR [--host H] [--port P] [--target ID]\n"
       "                  [--username U] [--password PW] [--heartbeat SECONDS]\n"
+      "                  [--dictionary FIX44.xml]\n"
       "                  [--reset-on-logon Y|N] [--timeout SECONDS]  < scenario\n"
       "scenario commands, one per line ('#' starts a comment):\n"
       "  logon | connect | logout [text] | wait-logout | crash | quit\n"
@@ -398,6 +400,7 @@ bool parse_options(int argc, char** argv, Options& options) {
     else if (arg == "--username") options.username = value;
     else if (arg == "--password") options.password = value;
     else if (arg == "--store") options.store = value;
+    else if (arg == "--dictionary") options.dictionary = value;
     else if (arg == "--heartbeat") options.heartbeat = std::atoi(value.c_str());
     else if (arg == "--reset-on-logon") options.reset_on_logon = (value == "Y" || value == "y");
     else if (arg == "--timeout") options.timeout = std::atof(value.c_str());
@@ -429,10 +432,13 @@ std::string settings_text(const Options& options) {
        << "SocketConnectPort=" << options.port << "\n"
        << "HeartBtInt=" << options.heartbeat << "\n"
        << "FileStorePath=" << options.store << "\n"
-       // There is no FIX44.xml on the machine, so messages are not checked against a dictionary;
-       // the session-level checks (sequence numbers, CompIDs, SendingTime, PossDup rules,
-       // BodyLength and CheckSum) stay on, at their defaults.
-       << "UseDataDictionary=N\n"
+       // With a data dictionary QuickFIX also validates every received message against FIX 4.4
+       // (required fields, types, enumerations, fields allowed per message, header order) and
+       // answers a violation with a Reject; without one only the session-level checks run
+       // (sequence numbers, CompIDs, SendingTime, PossDup rules, BodyLength and CheckSum).
+       << (options.dictionary.empty() ? "UseDataDictionary=N\n"
+                                      : "UseDataDictionary=Y\nDataDictionary=" +
+                                            options.dictionary + "\n")
        // A start time equal to the end time is QuickFIX's way of saying the session never ends
        // during the day; this release has no NonStopSession setting.
        << "StartTime=00:00:00\n"

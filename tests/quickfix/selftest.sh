@@ -19,6 +19,15 @@ mapfile -t binaries < <("$here/build.sh" "${1:-}" fix_client echo_acceptor)
 client="${binaries[0]}"
 acceptor="${binaries[1]}"
 
+# Both sides validate against FIX 4.4 when the data dictionary can be had (see dictionary.sh);
+# without it the session-level checks still run.
+dict_args=()
+if dictionary="$("$here/dictionary.sh" "${1:-}")"; then
+  dict_args=(--dictionary "$dictionary")
+else
+  echo "selftest: no FIX44.xml; running without a data dictionary" >&2
+fi
+
 work="$(mktemp -d)"
 acceptor_pid=""
 cleanup() {
@@ -32,7 +41,7 @@ trap cleanup EXIT
 for attempt in 1 2 3 4 5 6 7 8; do
   port=$((20000 + RANDOM % 40000))
   mkdir -p "$work/acceptor"
-  "$acceptor" --port "$port" --store "$work/acceptor" --password secret CLIENT1 CLIENT2 \
+  "$acceptor" --port "$port" --store "$work/acceptor" --password secret "${dict_args[@]}" CLIENT1 CLIENT2 \
     >"$work/acceptor.out" 2>&1 &
   acceptor_pid=$!
   for _ in $(seq 50); do
@@ -53,7 +62,7 @@ fi
 run_client() {
   local name="$1"
   shift
-  if ! timeout 90 "$client" --port "$port" --timeout 10 "$@" >"$work/$name.out" 2>&1; then
+  if ! timeout 90 "$client" --port "$port" --timeout 10 "${dict_args[@]}" "$@" >"$work/$name.out" 2>&1; then
     echo "selftest: scenario '$name' failed; transcript:" >&2
     cat "$work/$name.out" >&2
     exit 1
