@@ -548,7 +548,6 @@ impl OrderEntry {
         (order.session == *session).then_some(order)
     }
 
-    // tidy: long function, one linear sequence of checks shared by cancel and cancel-replace.
     fn cancel_or_replace(
         &mut self,
         session: &SessionId,
