@@ -46,6 +46,89 @@ pub struct Config {
     pub instruments: Vec<InstrumentConfig>,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
+    /// How `exchange run` serves: listen addresses, durability, snapshots.
+    #[serde(default)]
+    pub node: NodeSection,
+    /// FIX sessions `exchange run` accepts.
+    #[serde(default)]
+    pub fix_sessions: Vec<FixSessionConfig>,
+    /// HTTP API keys.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// FIX 4.4 acceptor.
+    pub fix_listen: String,
+    /// HTTP/JSON API.
+    pub http_listen: String,
+    /// `page-cache`, `group-commit`, `group-commit:<µs>:<records>` or `sync`.
+    pub durability: String,
+    /// A snapshot every this many commands; zero for none.
+    pub snapshot_every: u64,
+    /// Our CompID on every FIX session (SenderCompID of what we send).
+    pub fix_comp_id: String,
+}
+
+impl Default for NodeSection {
+    fn default() -> NodeSection {
+        NodeSection {
+            fix_listen: "127.0.0.1:9878".to_owned(),
+            http_listen: "127.0.0.1:8080".to_owned(),
+            durability: "group-commit".to_owned(),
+            snapshot_every: sequencer::sequencer::SNAPSHOT_EVERY_COMMANDS,
+            fix_comp_id: "EXCHANGE".to_owned(),
+        }
+    }
+}
+
+/// One FIX session: the counterparty's CompID and what it may do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixSessionConfig {
+    /// The client's SenderCompID (our TargetCompID).
+    pub comp_id: String,
+    /// Checked against Logon Password (554) when set.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Accounts the session may trade for.
+    pub accounts: Vec<u32>,
+    /// Application messages per second (token bucket rate) and burst.
+    #[serde(default = "default_throttle_rate")]
+    pub throttle_per_second: u32,
+    #[serde(default = "default_throttle_burst")]
+    pub throttle_burst: u32,
+    /// Start both sequence numbers at 1 at every Logon.
+    #[serde(default)]
+    pub reset_on_logon: bool,
+    /// Cancel the session's live orders when it disconnects.
+    #[serde(default)]
+    pub cancel_on_disconnect: bool,
+}
+
+/// One HTTP API key and its role.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub key: String,
+    /// `trader` (only its `accounts`) or `operator` (everything, deposits and halts included).
+    pub role: String,
+    #[serde(default)]
+    pub accounts: Vec<u32>,
+    #[serde(default = "default_throttle_rate")]
+    pub throttle_per_second: u32,
+    #[serde(default = "default_throttle_burst")]
+    pub throttle_burst: u32,
+}
+
+fn default_throttle_rate() -> u32 {
+    10_000
+}
+
+fn default_throttle_burst() -> u32 {
+    1_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +221,37 @@ impl Config {
         if engine.orders_max == u32::MAX || engine.transactions_max == u32::MAX {
             return Err(invalid("engine", "orders_max and transactions_max must be below 2^32-1"));
         }
+        for (place, address) in
+            [("node.fix_listen", &self.node.fix_listen), ("node.http_listen", &self.node.http_listen)]
+        {
+            if address.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(place, "must be an address such as 127.0.0.1:9878"));
+            }
+        }
+        self.durability()?;
+        for session in &self.fix_sessions {
+            let place = format!("fix_sessions {}", session.comp_id);
+            if session.accounts.is_empty() || session.throttle_per_second == 0 {
+                return Err(invalid(&place, "needs accounts and a positive throttle"));
+            }
+        }
+        for key in &self.api_keys {
+            if !matches!(key.role.as_str(), "trader" | "operator") {
+                return Err(invalid("api_keys.role", "must be trader or operator"));
+            }
+            if key.role == "trader" && key.accounts.is_empty() {
+                return Err(invalid("api_keys", "a trader key needs its accounts"));
+            }
+        }
         Ok(())
+    }
+
+    /// The node's durability policy.
+    pub fn durability(&self) -> Result<sequencer::journal::Durability, ConfigError> {
+        self.node.durability.parse().map_err(|message| ConfigError::Invalid {
+            place: "node.durability".to_owned(),
+            message,
+        })
     }
 
     pub fn engine_config(&self) -> EngineConfig {

@@ -4,6 +4,7 @@
 mod config;
 mod history;
 mod huge_pages;
+mod node;
 mod simulate;
 
 use std::io::Write;
@@ -28,6 +29,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a node: the application loop, the FIX 4.4 acceptor and the HTTP API, on the
+    /// configuration's listen addresses (embedded defaults: FIX 127.0.0.1:9878, HTTP
+    /// 127.0.0.1:8080, demo instruments, accounts, sessions and keys). Stops cleanly on SIGTERM
+    /// or Ctrl-C; a restart recovers everything.
+    Run {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Configuration for a new data directory [default: the embedded ops/exchange.toml].
+        /// An existing directory keeps the copy it was started with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How the application loop waits when idle: busy-spin, yield, or
+        /// backoff[:spins=N,yields=N,park-ns-min=N,park-ns-max=N].
+        #[arg(long, default_value = "backoff")]
+        idle: sequencer::ring::IdleConfig,
+    },
     /// Run a benchmark (build with --release): engine, wallet, ring, journal or loop.
     Bench {
         #[command(subcommand)]
@@ -426,6 +443,9 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Config { config } => check_config(config.as_deref(), &mut out)?,
+        Command::Run { data_dir, config, idle } => {
+            node::run(&node::RunArgs { data_dir, config, idle }, &mut out)?;
+        }
         Command::Simulate {
             data_dir,
             commands,

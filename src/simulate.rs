@@ -265,18 +265,22 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// Runs the simulation; prints `durable seq=N` as the watermark advances and, last,
-/// `seq=<n> state_hash=<hex>`.
-// tidy: long function, the loop's set-up, duty cycle and shutdown read best in one place.
-pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let config = data_dir_config(&args.data_dir, args.config.as_deref())?;
+/// Opens the data directory's sequencer (recovering from its snapshots and journals, and saying
+/// on stderr what recovery found) and, on a new directory, sequences the genesis commands of
+/// `config`. Returns the sequencer and the number of genesis commands.
+pub fn open_sequencer(
+    data_dir: &Path,
+    config: &Config,
+    durability: Durability,
+    snapshot_every: u64,
+) -> anyhow::Result<(Sequencer, u64)> {
     let sequencer_config = SequencerConfig {
-        data_dir: args.data_dir.clone(),
+        data_dir: data_dir.to_owned(),
         engine: config.engine_config(),
-        durability: args.durability,
+        durability,
         segment_bytes: SEGMENT_BYTES,
         truncate_corrupt: false,
-        snapshot_every_commands: args.snapshot_every,
+        snapshot_every_commands: snapshot_every,
         snapshots_kept: SNAPSHOTS_KEPT,
     };
     let (mut sequencer, recovery) = Sequencer::open(&sequencer_config)?;
@@ -309,6 +313,16 @@ pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> anyhow::Result<()>
             sequencer.seq()
         );
     }
+    Ok((sequencer, genesis_len))
+}
+
+/// Runs the simulation; prints `durable seq=N` as the watermark advances and, last,
+/// `seq=<n> state_hash=<hex>`.
+// tidy: long function, the loop's set-up, duty cycle and shutdown read best in one place.
+pub fn simulate(args: &SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let config = data_dir_config(&args.data_dir, args.config.as_deref())?;
+    let (sequencer, genesis_len) =
+        open_sequencer(&args.data_dir, &config, args.durability, args.snapshot_every)?;
     let done = sequencer.seq() - genesis_len;
     let remaining = args.commands.saturating_sub(done);
     let mut workload = Workload::new(args.seed, &config)?;

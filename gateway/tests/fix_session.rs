@@ -252,7 +252,7 @@ fn sequence_too_high_is_queued_until_the_gap_is_filled() {
         .events()
         .into_iter()
         .filter_map(|event| match event {
-            SessionEvent::Application(message) => message.get(11).map(str::to_owned),
+            SessionEvent::Application { message, .. } => message.get(11).map(str::to_owned),
             _ => None,
         })
         .collect();

@@ -362,8 +362,10 @@ impl Acceptor {
             let config = self.slots[index].session.config();
             match event {
                 SessionEvent::LoggedOn => app.on_logon(key, config, &mut self.outbox),
-                SessionEvent::Application(message) => {
+                SessionEvent::Application { message, seq } => {
+                    self.outbox.set_handling(Some((key, seq)));
                     app.on_message(key, config, message, &mut self.outbox);
+                    self.outbox.set_handling(None);
                 }
                 SessionEvent::Disconnect { logged_on, .. } => {
                     if logged_on {
@@ -395,7 +397,12 @@ impl Acceptor {
                 self.stats.sends_failed += 1;
                 continue;
             };
-            if slot.session.send_application(now_ns, &message).is_err() {
+            let result = if message.msg_type == "3" {
+                slot.session.send_application_reject(now_ns, &message)
+            } else {
+                slot.session.send_application(now_ns, &message)
+            };
+            if result.is_err() {
                 self.stats.sends_failed += 1;
                 continue;
             }

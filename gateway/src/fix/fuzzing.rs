@@ -112,7 +112,7 @@ pub fn drive(data: &[u8]) -> DriveSummary {
         while let Some(event) = session.poll_event() {
             match event {
                 SessionEvent::LoggedOn => summary.logons += 1,
-                SessionEvent::Application(_) => summary.application_messages += 1,
+                SessionEvent::Application { .. } => summary.application_messages += 1,
                 SessionEvent::Disconnect { .. } => {
                     session.disconnect();
                     frames = FrameBuffer::new(4096);

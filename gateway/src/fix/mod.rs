@@ -76,12 +76,28 @@ pub struct SessionKey(pub u32);
 #[derive(Debug, Default)]
 pub struct Outbox {
     messages: VecDeque<(SessionKey, Message)>,
+    /// The session and MsgSeqNum of the inbound message the application is handling.
+    handling: Option<(SessionKey, u64)>,
 }
 
 impl Outbox {
-    /// Queues `message` (an application MsgType such as `8`, `9`, `j`) for `session`.
-    pub fn send(&mut self, session: SessionKey, message: Message) {
+    /// Queues `message` (an application MsgType such as `8`, `9`, `j`, or a Reject `3` about
+    /// the message being handled) for `session`. A Reject or BusinessMessageReject sent while an
+    /// inbound message of the same session is being handled gets that message's MsgSeqNum as
+    /// RefSeqNum (45) unless it has one.
+    pub fn send(&mut self, session: SessionKey, mut message: Message) {
+        if let Some((reference_session, seq)) = self.handling {
+            let is_reject = matches!(message.msg_type.as_str(), "3" | "j");
+            if is_reject && reference_session == session && message.get(45).is_none() {
+                message.fields.insert(0, (45, seq.to_string()));
+            }
+        }
         self.messages.push_back((session, message));
+    }
+
+    /// Marks the inbound message being handled, for [`Outbox::send`]; `None` when done.
+    pub(crate) fn set_handling(&mut self, handling: Option<(SessionKey, u64)>) {
+        self.handling = handling;
     }
 
     pub fn len(&self) -> usize {

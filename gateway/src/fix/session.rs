@@ -88,8 +88,9 @@ impl SessionConfig {
 pub enum SessionEvent {
     /// A Logon was accepted; the session is ready for application messages.
     LoggedOn,
-    /// An application message in sequence, within the throttle, for the application layer.
-    Application(Message),
+    /// An application message in sequence, within the throttle, for the application layer,
+    /// with its MsgSeqNum (34) so that a reject from the application can name it (45).
+    Application { message: Message, seq: u64 },
     /// Close the connection once the pending bytes are written. `logged_on` says whether the
     /// connection had logged on (and the application was told so).
     Disconnect { reason: String, logged_on: bool },
@@ -322,6 +323,26 @@ impl Session {
     /// wire only while logged on. Returns its MsgSeqNum.
     pub fn send_application(&mut self, now_ns: u64, message: &Message) -> Result<u64, SendError> {
         if is_session_level(&message.msg_type) {
+            return Err(SendError::SessionLevel(message.msg_type.clone()));
+        }
+        let seq = self.next_outbound;
+        let mark = self.transmit.len();
+        self.send(now_ns, &message.msg_type, &message.fields)
+            .map_err(|error| StoreErrorText(error.to_string()))?;
+        if self.status == Status::Disconnected {
+            self.transmit.truncate(mark);
+        }
+        Ok(seq)
+    }
+
+    /// Sends a Reject (3) the application wrote about a message it could not read (a missing or
+    /// malformed field); the only session-level message an application may send.
+    pub fn send_application_reject(
+        &mut self,
+        now_ns: u64,
+        message: &Message,
+    ) -> Result<u64, SendError> {
+        if message.msg_type != "3" {
             return Err(SendError::SessionLevel(message.msg_type.clone()));
         }
         let seq = self.next_outbound;
@@ -616,7 +637,7 @@ impl Session {
     ) -> Result<Next, StoreError> {
         if self.throttle.take(now_ns) {
             self.throttle_rejects = 0;
-            self.events.push_back(SessionEvent::Application(inbound.message));
+            self.events.push_back(SessionEvent::Application { message: inbound.message, seq });
             return Ok(Next::Expect(seq + 1));
         }
         self.throttle_rejects += 1;

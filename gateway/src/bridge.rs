@@ -1,0 +1,299 @@
+//! The FIX gateway's bridge to the application loop: the [`Application`] the acceptor drives.
+//!
+//! Inbound, it hands each application message to the [`OrderEntry`], stores the resulting
+//! request in the [`OrderStore`] (the journals cannot say which session and ClOrdID a command
+//! came from) and pushes its commands, all or none, into the gateway's input ring. Outbound, on
+//! every acceptor iteration it drains its output ring (echoed commands and their events, released
+//! only once durable, so no report ever runs ahead of the journal) into the order entry and sends
+//! what comes out to the sessions. All of it runs on the acceptor's I/O thread, never on the
+//! engine's.
+//!
+//! After a restart, [`FixBridge::recover`] restores the order entry from its newest stored
+//! snapshot and the requests stored after it, then replays the journals from the snapshot's seq,
+//! with output suppressed, up to where the application loop will resume: the same orders,
+//! ClOrdIDs and cumulative quantities as before, and nothing reported twice.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use engine::{AccountId, Command, CommandBody};
+use sequencer::record::{decode_output, encode_command_from, Record};
+use sequencer::ring::{RingConsumer, RingProducer};
+use sequencer::sequencer::{read_output_from, SequencerError};
+
+use crate::fix::{Application, Outbox, SessionConfig, SessionKey};
+use crate::message::{FieldError, Message};
+use crate::orders::store::{OrderStore, OrderStoreError};
+use crate::orders::{
+    origin, utc_timestamp, Instruments, OrderEntry, OrderEntryConfig, Response, SessionId,
+    Submission,
+};
+
+/// Cancel-on-disconnect commands carry this source: no order-entry request answers to them,
+/// and the order entry still reports the cancellations to the owning session.
+pub const SOURCE_DISCONNECT: u8 = 3;
+
+/// Records taken from the output ring per acceptor iteration.
+const POLL_LIMIT: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error(transparent)]
+    Store(#[from] OrderStoreError),
+    #[error("replaying the journals for the order entry: {0}")]
+    Replay(#[from] SequencerError),
+}
+
+/// Counters other threads read for health and metrics.
+#[derive(Debug, Default)]
+pub struct BridgeMetrics {
+    pub sessions_logged_on: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub reports_out: AtomicU64,
+    pub submissions_refused: AtomicU64,
+    /// The seq of the last command whose output this bridge has processed.
+    pub seq: AtomicU64,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct FixBridge {
+    entry: OrderEntry,
+    store: OrderStore,
+    input: RingProducer,
+    output: RingConsumer,
+    /// Session names by [`SessionKey`], and back.
+    names: Vec<SessionId>,
+    keys: HashMap<SessionId, SessionKey>,
+    accounts: Vec<Vec<AccountId>>,
+    disconnect_requests: u64,
+    /// Store an order-entry snapshot after this many commands.
+    snapshot_every: u64,
+    snapshot_seq: u64,
+    metrics: Arc<BridgeMetrics>,
+}
+
+impl FixBridge {
+    /// Restores the order entry (see the module documentation) and returns the bridge. `seq` is
+    /// where the application loop resumes: the journals are replayed up to it, and the output
+    /// ring carries what follows.
+    pub fn recover(
+        instruments: Instruments,
+        sessions: &[SessionConfig],
+        store: OrderStore,
+        data_dir: &Path,
+        input: RingProducer,
+        output: RingConsumer,
+    ) -> Result<FixBridge, BridgeError> {
+        let snapshot = store.latest_snapshot()?;
+        let from = snapshot.as_ref().map_or(1, |snapshot| snapshot.seq + 1);
+        let next_request = snapshot.as_ref().map_or(0, |snapshot| snapshot.next_request);
+        let requests = store.requests_from(next_request)?;
+        let config = OrderEntryConfig::default();
+        let mut entry = OrderEntry::restore(instruments, config, snapshot, requests);
+        read_output_from(data_dir, from, |output| {
+            entry.on_output(&output);
+            Ok(())
+        })?;
+        for lost in entry.finish_recovery() {
+            // Stored but never sequenced: the node stopped between the two. The client got no
+            // answer and will see none; its ClOrdID is free again.
+            eprintln!(
+                "fix: request {} of {} ({}) was never sequenced; dropped",
+                lost.number, lost.session, lost.cl_ord_id
+            );
+        }
+        let names: Vec<SessionId> =
+            sessions.iter().map(|session| SessionId::new(&session.target_comp_id)).collect();
+        let keys = names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                (name.clone(), SessionKey(u32::try_from(index).expect("sessions fit u32")))
+            })
+            .collect();
+        let accounts = sessions
+            .iter()
+            .map(|session| session.accounts.iter().copied().map(AccountId).collect())
+            .collect();
+        let snapshot_seq = entry.seq();
+        let metrics = Arc::new(BridgeMetrics::default());
+        metrics.seq.store(entry.seq(), Ordering::Relaxed);
+        Ok(FixBridge {
+            entry,
+            store,
+            input,
+            output,
+            names,
+            keys,
+            accounts,
+            disconnect_requests: 0,
+            snapshot_every: 100_000,
+            snapshot_seq,
+            metrics,
+        })
+    }
+
+    pub fn metrics(&self) -> Arc<BridgeMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Records waiting in the input ring, for health and metrics.
+    pub fn input_depth(&self) -> usize {
+        self.input.depth()
+    }
+
+    /// Pushes every command of a submission, or none when the ring lacks room for all.
+    fn push_all(&mut self, commands: &[(u32, CommandBody)]) -> bool {
+        let Ok(mut claim) = self.input.try_claim(commands.len()) else { return false };
+        for (index, (origin, body)) in commands.iter().enumerate() {
+            let record: Record =
+                encode_command_from(&Command { seq: 0, timestamp_ns: 0, body: *body }, *origin);
+            claim.slot_mut(index).copy_from_slice(&record);
+        }
+        claim.commit();
+        true
+    }
+
+    fn submit(&mut self, session: SessionKey, submission: &Submission, outbox: &mut Outbox) {
+        // The request is stored before its commands can be sequenced, so that a restart can
+        // always tell whose they were.
+        let stored = self.store.put_request(&submission.request);
+        if let Err(error) = &stored {
+            eprintln!("fix: storing request {}: {error}", submission.request.number);
+        }
+        if stored.is_err() || !self.push_all(&submission.commands) {
+            self.entry.abandon(submission);
+            self.metrics.submissions_refused.fetch_add(1, Ordering::Relaxed);
+            let text = if stored.is_err() {
+                "gateway storage unavailable; not submitted"
+            } else {
+                "exchange busy (input ring full); not submitted, retry"
+            };
+            outbox.send(session, busy_reject(&submission.request.cl_ord_id, text));
+        }
+    }
+
+    /// Moves the order entry's outbound messages to the sessions.
+    fn deliver(&mut self, outbox: &mut Outbox) -> usize {
+        let mut sent = 0;
+        while let Some((name, message)) = self.entry.poll_outbound() {
+            if let Some(key) = self.keys.get(&name) {
+                outbox.send(*key, message);
+                sent += 1;
+            }
+        }
+        self.metrics.reports_out.fetch_add(sent as u64, Ordering::Relaxed);
+        sent
+    }
+
+    fn snapshot_if_due(&mut self) {
+        let seq = self.entry.seq();
+        if seq < self.snapshot_seq + self.snapshot_every {
+            return;
+        }
+        let snapshot = self.entry.snapshot();
+        match self.store.put_snapshot(&snapshot) {
+            Ok(()) => self.snapshot_seq = seq,
+            Err(error) => eprintln!("fix: storing the order-entry snapshot at {seq}: {error}"),
+        }
+    }
+}
+
+/// A BusinessMessageReject (j) for a request the gateway could not submit.
+fn busy_reject(cl_ord_id: &str, text: &str) -> Message {
+    Message::new("j")
+        .with(372, "D")
+        .with(379, cl_ord_id)
+        .with(380, 0)
+        .with(58, text)
+        .with(60, utc_timestamp(now_ns()))
+}
+
+/// A session-level Reject (3) for a field the order entry could not read. The session layer
+/// fills RefSeqNum (45) from the message being processed.
+fn field_reject(message: &Message, error: &FieldError) -> Message {
+    Message::new("3")
+        .with(371, error.tag())
+        .with(372, &message.msg_type)
+        .with(373, error.session_reject_reason())
+        .with(58, error.to_string())
+}
+
+fn now_ns() -> u64 {
+    crate::fix::acceptor::now_ns()
+}
+
+impl Application for FixBridge {
+    fn on_logon(&mut self, _session: SessionKey, _config: &SessionConfig, _outbox: &mut Outbox) {
+        self.metrics.sessions_logged_on.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_message(
+        &mut self,
+        session: SessionKey,
+        _config: &SessionConfig,
+        message: Message,
+        outbox: &mut Outbox,
+    ) {
+        self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+        let index = session.0 as usize;
+        let (Some(name), Some(accounts)) = (self.names.get(index), self.accounts.get(index))
+        else {
+            return;
+        };
+        let (name, accounts) = (name.clone(), accounts.clone());
+        match self.entry.on_message(&name, &accounts, &message, now_ns()) {
+            Ok(Response::Reply(reply)) => outbox.send(session, reply),
+            Ok(Response::Submit(submission)) => self.submit(session, &submission, outbox),
+            Err(error) => outbox.send(session, field_reject(&message, &error)),
+        }
+        self.deliver(outbox);
+    }
+
+    fn on_logout(&mut self, session: SessionKey, config: &SessionConfig, _outbox: &mut Outbox) {
+        self.metrics.sessions_logged_on.fetch_sub(1, Ordering::Relaxed);
+        if !config.cancel_on_disconnect {
+            return;
+        }
+        let commands: Vec<(u32, CommandBody)> = config
+            .accounts
+            .iter()
+            .map(|&account| {
+                self.disconnect_requests += 1;
+                let body =
+                    CommandBody::MassCancel { account: Some(AccountId(account)), instrument: None };
+                (origin(SOURCE_DISCONNECT, self.disconnect_requests), body)
+            })
+            .collect();
+        if !self.push_all(&commands) {
+            eprintln!(
+                "fix: cancel on disconnect of {} not submitted: input ring full",
+                self.names[session.0 as usize]
+            );
+        }
+    }
+
+    fn poll(&mut self, outbox: &mut Outbox) -> usize {
+        let Self { output, entry, .. } = self;
+        let taken = output.poll(POLL_LIMIT, |bytes| {
+            let record: &Record = bytes.try_into().expect("output slots are records");
+            match decode_output(record) {
+                Ok(output) => entry.on_output(&output),
+                Err(error) => eprintln!("fix: undecodable output record: {error}"),
+            }
+        });
+        if taken < POLL_LIMIT {
+            // The loop publishes each command whole, so a drained ring ends at a command
+            // boundary: the last command can be finished now rather than at the next echo.
+            self.entry.flush();
+        }
+        if taken > 0 {
+            self.metrics.seq.store(self.entry.seq(), Ordering::Relaxed);
+            self.snapshot_if_due();
+        }
+        taken + self.deliver(outbox)
+    }
+}
