@@ -444,7 +444,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Config { config } => check_config(config.as_deref(), &mut out)?,
         Command::Run { data_dir, config, idle } => {
-            node::run(&node::RunArgs { data_dir, config, idle }, &mut out)?;
+            let gateway_idle = idle;
+            node::run(&node::RunArgs { data_dir, config, idle, gateway_idle }, &mut out)?;
         }
         Command::Simulate {
             data_dir,

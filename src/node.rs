@@ -16,14 +16,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gateway::bridge::FixBridge;
-use gateway::fix::{Acceptor, AcceptorConfig, SessionConfig, ThrottleConfig};
+use gateway::bridge::{BridgeMetrics, FixBridge};
+use gateway::fix::{
+    Acceptor, AcceptorConfig, AcceptorHandle, AcceptorStats, SessionConfig, ThrottleConfig,
+};
 use gateway::orders::store::OrderStore;
 use gateway::orders::{Instrument, Instruments};
-use sequencer::app_loop::{AppLoop, Control, LoopConfig};
+use sequencer::app_loop::{AppLoop, Control, LoopConfig, LoopStats};
 use sequencer::journal::Durability;
 use sequencer::record::RECORD_BYTES;
 use sequencer::ring::{IdleConfig, Ring, RingConsumer, RingProducer};
+use sequencer::sequencer::{Sequencer, SequencerError};
 
 use crate::config::Config;
 use crate::simulate::{data_dir_config, open_sequencer};
@@ -37,6 +40,8 @@ pub struct RunArgs {
     pub config: Option<PathBuf>,
     /// How the application loop waits when idle.
     pub idle: IdleConfig,
+    /// How the gateways' I/O threads wait when idle.
+    pub gateway_idle: IdleConfig,
 }
 
 /// The FIX sessions of the configuration, as the acceptor takes them.
@@ -91,58 +96,123 @@ fn parse_address(text: &str, place: &str) -> anyhow::Result<SocketAddr> {
     text.parse().with_context(|| format!("{place}: {text:?} is not an address"))
 }
 
-/// Runs a node until SIGTERM or SIGINT; see the module documentation.
-// tidy: long function, start-up and the ordered shutdown read best as one sequence.
+/// A running node: its bound addresses, and the threads [`Node::stop`] shuts down in order.
+#[derive(Debug)]
+pub struct Node {
+    pub fix_address: SocketAddr,
+    pub resume_seq: u64,
+    control: Arc<crossbeam_queue::ArrayQueue<Control>>,
+    application_loop: std::thread::JoinHandle<(Sequencer, Result<LoopStats, SequencerError>)>,
+    fix: AcceptorHandle<FixBridge>,
+    fix_metrics: Arc<BridgeMetrics>,
+}
+
+/// What [`Node::stop`] reports.
+#[derive(Debug)]
+pub struct Stopped {
+    pub seq: u64,
+    pub state_hash: [u8; 32],
+    pub commands: u64,
+    pub fix: AcceptorStats,
+}
+
+impl Node {
+    /// Recovers the data directory and starts every thread; see the module documentation.
+    pub fn start(args: &RunArgs) -> anyhow::Result<(Node, Config)> {
+        let config = data_dir_config(&args.data_dir, args.config.as_deref())?;
+        let durability = config.durability()?;
+        let fix_listen = parse_address(&config.node.fix_listen, "node.fix_listen")?;
+        let (sequencer, _) =
+            open_sequencer(&args.data_dir, &config, durability, config.node.snapshot_every)?;
+        let resume_seq = sequencer.seq();
+
+        let (fix_input, fix_input_consumer) = ring(&args.data_dir, "fix-in")?;
+        let (fix_output_producer, fix_output) = ring(&args.data_dir, "fix-out")?;
+        let sessions = fix_sessions(&config);
+        // Requests must be as durable as the journal they will be matched against.
+        let sync_requests = durability == Durability::SyncEachCommit;
+        let order_store = OrderStore::open(&args.data_dir.join("fix-orders"), sync_requests)?;
+        let bridge = FixBridge::recover(
+            instruments(&config)?,
+            &sessions,
+            order_store,
+            &args.data_dir,
+            fix_input,
+            fix_output,
+        )?;
+        let fix_metrics = bridge.metrics();
+        let mut acceptor_config = AcceptorConfig::new(fix_listen, sessions);
+        acceptor_config.store_path = Some(args.data_dir.join("fix-sessions"));
+        acceptor_config.idle = args.gateway_idle;
+        let acceptor = Acceptor::bind(acceptor_config)?;
+        let fix_address = acceptor.local_addr();
+        let fix = acceptor.spawn(bridge);
+
+        let loop_config = LoopConfig { echo_commands: true, ..LoopConfig::default() };
+        let mut app =
+            AppLoop::new(sequencer, fix_input_consumer, Some(fix_output_producer), loop_config);
+        let control = app.control();
+        let idle = args.idle;
+        let application_loop =
+            std::thread::Builder::new().name("application-loop".to_owned()).spawn(move || {
+                let core = core_affinity::get_core_ids().and_then(|cores| cores.last().copied());
+                if !core.is_some_and(core_affinity::set_for_current) {
+                    eprintln!("application loop: not pinned");
+                }
+                let mut idle = idle.build();
+                let stats = app.run(&mut idle, |_| false);
+                (app.into_sequencer(), stats)
+            })?;
+        let node =
+            Node { fix_address, resume_seq, control, application_loop, fix, fix_metrics };
+        Ok((node, config))
+    }
+
+    /// Whether the application loop has stopped on its own (an error).
+    pub fn failed(&self) -> bool {
+        self.application_loop.is_finished()
+    }
+
+    /// Stops in order: the loop stops taking input, snapshots, flushes and releases what is
+    /// durable; the gateways deliver the last reports; then sessions are logged out.
+    pub fn stop(self) -> anyhow::Result<Stopped> {
+        let _ = self.control.push(Control::Snapshot);
+        let _ = self.control.push(Control::Shutdown);
+        let (sequencer, stats) = self
+            .application_loop
+            .join()
+            .map_err(|_| anyhow::anyhow!("application loop panicked"))?;
+        let stats = stats.context("application loop")?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.fix_metrics.seq.load(Ordering::Acquire) < stats.durable_seq
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (_bridge, fix) = self.fix.stop();
+        Ok(Stopped {
+            seq: sequencer.seq(),
+            state_hash: sequencer.engine().state_hash(),
+            commands: stats.commands,
+            fix,
+        })
+    }
+}
+
+/// Runs a node until SIGTERM or SIGINT, printing how to connect.
 pub fn run(args: &RunArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> {
-    let config = data_dir_config(&args.data_dir, args.config.as_deref())?;
-    let durability = config.durability()?;
-    let fix_listen = parse_address(&config.node.fix_listen, "node.fix_listen")?;
-    let (sequencer, _) =
-        open_sequencer(&args.data_dir, &config, durability, config.node.snapshot_every)?;
-    let resume_seq = sequencer.seq();
-
-    let (fix_input, fix_input_consumer) = ring(&args.data_dir, "fix-in")?;
-    let (fix_output_producer, fix_output) = ring(&args.data_dir, "fix-out")?;
-    let sessions = fix_sessions(&config);
-    // Requests must be as durable as the journal they will be matched against.
-    let sync_requests = durability == Durability::SyncEachCommit;
-    let order_store = OrderStore::open(&args.data_dir.join("fix-orders"), sync_requests)?;
-    let bridge = FixBridge::recover(
-        instruments(&config)?,
-        &sessions,
-        order_store,
-        &args.data_dir,
-        fix_input,
-        fix_output,
-    )?;
-    let fix_metrics = bridge.metrics();
-    let mut acceptor_config = AcceptorConfig::new(fix_listen, sessions);
-    acceptor_config.store_path = Some(args.data_dir.join("fix-sessions"));
-    let acceptor = Acceptor::bind(acceptor_config)?;
-    let fix_address = acceptor.local_addr();
-    let fix = acceptor.spawn(bridge);
-
-    let loop_config = LoopConfig { echo_commands: true, ..LoopConfig::default() };
-    let mut app = AppLoop::new(sequencer, fix_input_consumer, Some(fix_output_producer), loop_config);
-    let control = app.control();
-    let idle = args.idle;
-    let application_loop =
-        std::thread::Builder::new().name("application-loop".to_owned()).spawn(move || {
-            let core = core_affinity::get_core_ids().and_then(|cores| cores.last().copied());
-            if !core.is_some_and(core_affinity::set_for_current) {
-                eprintln!("application loop: not pinned");
-            }
-            let mut idle = idle.build();
-            let stats = app.run(&mut idle, |_| false);
-            (app.into_sequencer(), stats)
-        })?;
-
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    writeln!(out, "exchange node running: data in {}, resumed at seq {resume_seq}", args.data_dir.display())?;
-    writeln!(out, "FIX 4.4 on {fix_address}: TargetCompID {}", config.node.fix_comp_id)?;
+    let (node, config) = Node::start(args)?;
+    writeln!(
+        out,
+        "exchange node running: data in {}, resumed at seq {}",
+        args.data_dir.display(),
+        node.resume_seq
+    )?;
+    writeln!(out, "FIX 4.4 on {}: TargetCompID {}", node.fix_address, config.node.fix_comp_id)?;
     for session in &config.fix_sessions {
         writeln!(
             out,
@@ -154,30 +224,17 @@ pub fn run(args: &RunArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> 
     }
     writeln!(out, "stop with SIGTERM or Ctrl-C")?;
     out.flush()?;
-
-    while !stop.load(Ordering::Acquire) && !application_loop.is_finished() {
+    while !stop.load(Ordering::Acquire) && !node.failed() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    // The loop stops taking input, snapshots, flushes and releases what is durable.
-    let _ = control.push(Control::Snapshot);
-    let _ = control.push(Control::Shutdown);
-    let (sequencer, stats) =
-        application_loop.join().map_err(|_| anyhow::anyhow!("application loop panicked"))?;
-    let stats = stats.context("application loop")?;
-    // The gateways deliver the last reports before sessions are logged out.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while fix_metrics.seq.load(Ordering::Acquire) < stats.durable_seq
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let (_bridge, fix_stats) = fix.stop();
+    let stopped = node.stop()?;
     writeln!(
         out,
-        "stopped: seq={} state_hash={}; {} commands this run; FIX {fix_stats:?}",
-        sequencer.seq(),
-        crate::simulate::hex(&sequencer.engine().state_hash()),
-        stats.commands,
+        "stopped: seq={} state_hash={}; {} commands this run; FIX {:?}",
+        stopped.seq,
+        crate::simulate::hex(&stopped.state_hash),
+        stopped.commands,
+        stopped.fix,
     )?;
     Ok(())
 }
