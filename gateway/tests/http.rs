@@ -112,17 +112,16 @@ fn assets() -> Vec<AssetInfo> {
     ]
 }
 
+fn spec() -> InstrumentSpec {
+    let CommandBody::AddInstrument(spec) = genesis()[2] else { unreachable!("genesis order") };
+    spec
+}
+
 fn instruments() -> Vec<InstrumentInfo> {
-    vec![InstrumentInfo {
-        id: InstrumentId(0),
-        symbol: "BTC-USD".to_owned(),
-        base: AssetId(0),
-        quote: AssetId(1),
-        // One tick is one cent per lot of 0.01 BTC: one dollar per whole BTC.
-        tick_units: 100,
-        lot_units: 1_000_000,
-        halted: false,
-    }]
+    let info = InstrumentInfo::from_spec("BTC-USD", &spec(), 8, false).unwrap();
+    // One tick is one cent per lot of 0.01 BTC: one dollar per whole BTC.
+    assert_eq!((info.tick_units, info.lot_units), (100, 1_000_000));
+    vec![info]
 }
 
 fn keys() -> Vec<ApiKey> {
@@ -153,7 +152,18 @@ struct Node {
 
 impl Node {
     fn start(name: &str) -> Node {
-        let dir = TempDir::new(name);
+        Node::open(TempDir::new(name))
+    }
+
+    /// Stops everything and starts again on the same data directory.
+    fn restart(mut self) -> Node {
+        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
+        drop(self);
+        Node::open(dir)
+    }
+
+    /// Recovers the data directory (genesis if it is new) and starts the loop and the API.
+    fn open(dir: TempDir) -> Node {
         let config = SequencerConfig {
             data_dir: dir.0.clone(),
             engine: engine_config(),
@@ -164,11 +174,16 @@ impl Node {
             snapshots_kept: 3,
         };
         let mut sequencer = Sequencer::open(&config).unwrap().0;
-        for body in genesis() {
-            sequencer.submit(body, 0).unwrap();
+        if sequencer.engine().seq() == 0 {
+            for body in genesis() {
+                sequencer.submit(body, 0).unwrap();
+            }
+            sequencer.flush().unwrap();
         }
-        sequencer.flush().unwrap();
-        let model = ReadModel::from_engine(sequencer.engine(), &assets(), &instruments(), 1_000);
+        let engine = sequencer.engine();
+        let halted = engine.is_halted(InstrumentId(0));
+        let instruments = vec![InstrumentInfo::from_spec("BTC-USD", &spec(), 8, halted).unwrap()];
+        let model = ReadModel::from_engine(engine, &assets(), &instruments, 1_000);
         let status = Arc::new(SharedStatus::default());
         status.sequence.store(sequencer.engine().seq(), Ordering::Release);
         status.durable_seq.store(sequencer.engine().seq(), Ordering::Release);
@@ -197,7 +212,7 @@ impl Node {
         let http_config = HttpConfig::new(
             "127.0.0.1:0".parse().unwrap(),
             assets(),
-            instruments(),
+            instruments,
             keys(),
             dir.0.clone(),
             engine_config(),
@@ -710,6 +725,7 @@ fn full_input_ring_is_503_and_no_answer_is_504() {
         engine_config(),
     );
     config.answer_timeout = Duration::from_millis(100);
+    config.drain_timeout = Duration::from_millis(100);
     let status = Arc::new(SharedStatus::default());
     let api = HttpApi::start(config, input, output, ReadModel::new(10), status).unwrap();
     let addr = api.local_addr();
@@ -721,5 +737,36 @@ fn full_input_ring_is_503_and_no_answer_is_504() {
     let busy = post();
     busy.error(503, "BUSY");
     assert_eq!(busy.header("retry-after"), Some("1"));
+    // A client that never finishes its request does not hold up shutdown past the drain limit.
+    let mut stuck = TcpStream::connect(addr).unwrap();
+    stuck.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let start = Instant::now();
     api.shutdown();
+    assert!(start.elapsed() < WAIT_LIMIT);
+}
+
+#[test]
+fn retries_after_a_restart_return_the_first_result() {
+    let node = Node::start("restart");
+    let path = "/v1/wallet/balance_transfer";
+    let first = node.post(path, Some(ALICE), &transfer(1, 3, "21.05", "555"));
+    assert_eq!(first.status, 200, "{first:?}");
+    let seq = first.json()["seq"].as_u64().unwrap();
+    let halted = node.post("/v1/instruments/BTC-USD/halt", Some(OPERATOR), &json!({}));
+    assert_eq!(halted.status, 200, "{halted:?}");
+    let before = node.get("/v1/balances/1", Some(ALICE)).json();
+
+    let node = node.restart();
+    let after = node.get("/v1/balances/1", Some(ALICE)).json();
+    assert_eq!(after["balances"], before["balances"]);
+    assert_eq!(node.get("/v1/instruments", Some(ALICE)).json()["instruments"][0]["halted"], true);
+    let retry = node.post(path, Some(ALICE), &transfer(1, 3, "21.05", "555"));
+    assert_eq!(retry.status, 200, "{retry:?}");
+    assert_eq!(retry.json(), first.json());
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    node.post(path, Some(ALICE), &transfer(1, 3, "21.06", "555"))
+        .error(409, "TRANSACTION_ID_REUSED");
+    let history = node.get(&format!("/v1/balances/1/history?seq={seq}"), Some(ALICE));
+    assert_eq!(balance(&history, "USD").0, "978.95");
+    assert_eq!(node.get("/v1/balances/1", Some(ALICE)).json()["balances"], before["balances"]);
 }

@@ -32,6 +32,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use engine::{AssetId, EngineConfig, InstrumentId};
 use sequencer::ring::{BackoffConfig, RingConsumer, RingProducer};
@@ -71,6 +72,37 @@ pub struct InstrumentInfo {
     pub lot_units: u128,
     /// Halted at start (from the recovered engine); the read model follows later changes.
     pub halted: bool,
+}
+
+impl InstrumentInfo {
+    /// The API's view of an engine instrument, given its symbol and its base asset's scale.
+    ///
+    /// The engine knows a lot as `base_per_lot` base minor units and one tick of one lot as
+    /// `quote_per_tick_lot` quote minor units, so one tick per whole base unit is
+    /// `quote_per_tick_lot × 10^base_scale / base_per_lot` quote minor units. `None` when that
+    /// is not a whole number (a configuration the node's loader refuses anyway) or a size is 0.
+    pub fn from_spec(
+        symbol: &str,
+        spec: &engine::InstrumentSpec,
+        base_scale: u8,
+        halted: bool,
+    ) -> Option<InstrumentInfo> {
+        let lot_units = u128::from(spec.base_per_lot);
+        let base_unit = 10u128.checked_pow(u32::from(base_scale))?;
+        let tick_lot = u128::from(spec.quote_per_tick_lot).checked_mul(base_unit)?;
+        if lot_units == 0 || tick_lot == 0 || tick_lot % lot_units != 0 {
+            return None;
+        }
+        Some(InstrumentInfo {
+            id: spec.instrument,
+            symbol: symbol.to_owned(),
+            base: spec.base_asset,
+            quote: spec.quote_asset,
+            tick_units: tick_lot / lot_units,
+            lot_units,
+            halted,
+        })
+    }
 }
 
 /// One ring's fill level, for `/health` and `/metrics`.
@@ -148,7 +180,9 @@ pub struct HttpConfig {
     pub data_dir: PathBuf,
     pub engine: EngineConfig,
     /// How long a request waits for its durable answer before a 504.
-    pub answer_timeout: std::time::Duration,
+    pub answer_timeout: Duration,
+    /// How long shutdown waits for requests in flight before it drops their connections.
+    pub drain_timeout: Duration,
     /// Final orders the read model remembers for `GET /v1/orders/{id}`; older ones are
     /// forgotten first (live orders are always kept).
     pub finished_orders_max: usize,
@@ -173,7 +207,8 @@ impl HttpConfig {
             keys,
             data_dir,
             engine,
-            answer_timeout: std::time::Duration::from_secs(10),
+            answer_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
             finished_orders_max: 100_000,
             idle: BackoffConfig {
                 spins_max: 0,
@@ -205,7 +240,7 @@ pub struct HttpApi;
 #[derive(Debug)]
 pub struct HttpHandle {
     local_addr: SocketAddr,
-    stop_server: Option<tokio::sync::oneshot::Sender<()>>,
+    stop_server: Option<tokio::sync::watch::Sender<bool>>,
     server: Option<JoinHandle<()>>,
     stop_pump: Arc<AtomicBool>,
     pump: Option<JoinHandle<()>>,
@@ -254,6 +289,7 @@ impl HttpApi {
             config.idle,
         )
         .map_err(HttpError::Runtime)?;
+        let config_drain_timeout = config.drain_timeout;
         let state = routes::AppState::new(
             config,
             input,
@@ -264,21 +300,12 @@ impl HttpApi {
             output_capacity,
         );
         let router = routes::router(state);
-        let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop_server, stopped) = tokio::sync::watch::channel(false);
+        let drain_timeout = config_drain_timeout;
         let server = std::thread::Builder::new()
             .name("http-api".to_owned())
             .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let shutdown = async move {
-                        let _ = stopped.await;
-                    };
-                    // A server error ends this thread; `/health` then stops answering, which is
-                    // what a supervisor watches for.
-                    let _ = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
-                });
+                runtime.block_on(serve(listener, router, stopped, drain_timeout));
             })
             .map_err(HttpError::Runtime)?;
         Ok(HttpHandle {
@@ -297,23 +324,52 @@ impl HttpHandle {
         self.local_addr
     }
 
-    /// Stops accepting connections, lets requests in flight finish (those still waiting for an
-    /// answer get 503 once the consumer stops), and joins both threads.
+    /// Stops accepting connections, lets requests in flight finish for up to
+    /// [`HttpConfig::drain_timeout`] (answers still arrive meanwhile), then stops the consumer
+    /// (requests still waiting get 503) and joins both threads.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
         if let Some(stop) = self.stop_server.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
         }
         self.stop_pump.store(true, Ordering::Release);
         if let Some(pump) = self.pump.take() {
             let _ = pump.join();
         }
-        if let Some(server) = self.server.take() {
-            let _ = server.join();
-        }
+    }
+}
+
+/// Serves until `stopped` turns true, then drains connections for at most `drain_timeout`: a
+/// client that never finishes its request must not hold up the node's shutdown.
+async fn serve(
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    drain_timeout: Duration,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    let mut graceful = stopped.clone();
+    let shutdown = async move {
+        let _ = graceful.wait_for(|stopped| *stopped).await;
+    };
+    let mut deadline = stopped;
+    let cut_off = async move {
+        let _ = deadline.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(drain_timeout).await;
+    };
+    // A server error ends this thread; `/health` then stops answering, which is what a
+    // supervisor watches for.
+    tokio::select! {
+        _ = axum::serve(listener, router).with_graceful_shutdown(shutdown) => {}
+        () = cut_off => {}
     }
 }
 
