@@ -39,7 +39,7 @@ use sequencer::ring::{BackoffConfig, RingConsumer, RingProducer};
 
 pub use auth::{ApiKey, Role, ThrottleConfig};
 pub use error::{reject_code_name, ErrorCode};
-pub use model::{BalanceRow, OrderRecord, OrderStatus, ReadModel};
+pub use model::{BalanceRow, Counters, OrderRecord, OrderStatus, ReadModel};
 
 /// The source tag in the top 8 bits of every origin this API puts on its commands.
 pub const SOURCE_HTTP: u8 = 2;
