@@ -1,6 +1,7 @@
 //! The `exchange` binary: command-line parsing and wiring only. Every command's logic lives in a
 //! workspace crate; this file turns flags into that crate's settings and prints its results.
 
+mod bench_fix;
 mod config;
 mod history;
 mod huge_pages;
@@ -147,6 +148,9 @@ enum Bench {
     /// ring, per durability policy: open-loop latency to the first released event, and
     /// closed-loop throughput.
     Loop(LoopArgs),
+    /// FIX 4.4 sessions over loopback TCP against a node started here (or --connect): open-loop
+    /// wire-to-wire latency, NewOrderSingle to first ExecutionReport, and closed-loop throughput.
+    Fix(bench_fix::FixArgs),
 }
 
 /// Flags shared by both benchmarks. Unset flags take the defaults (or the --quick defaults).
@@ -439,6 +443,12 @@ fn main() -> anyhow::Result<()> {
             let json = args.json;
             let report = benches::ring::run(&ring_config(args), &mut out).context("bench ring")?;
             if json {
+                writeln!(out, "{}", report.to_json_line()?)?;
+            }
+        }
+        Command::Bench { bench: Bench::Fix(args) } => {
+            let report = bench_fix::run(&args, &mut out).context("bench fix")?;
+            if args.json {
                 writeln!(out, "{}", report.to_json_line()?)?;
             }
         }
