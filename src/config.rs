@@ -221,9 +221,10 @@ impl Config {
         if engine.orders_max == u32::MAX || engine.transactions_max == u32::MAX {
             return Err(invalid("engine", "orders_max and transactions_max must be below 2^32-1"));
         }
-        for (place, address) in
-            [("node.fix_listen", &self.node.fix_listen), ("node.http_listen", &self.node.http_listen)]
-        {
+        for (place, address) in [
+            ("node.fix_listen", &self.node.fix_listen),
+            ("node.http_listen", &self.node.http_listen),
+        ] {
             if address.parse::<std::net::SocketAddr>().is_err() {
                 return Err(invalid(place, "must be an address such as 127.0.0.1:9878"));
             }

@@ -20,9 +20,13 @@ use gateway::bridge::{BridgeMetrics, FixBridge};
 use gateway::fix::{
     Acceptor, AcceptorConfig, AcceptorHandle, AcceptorStats, SessionConfig, ThrottleConfig,
 };
+use gateway::http::{
+    ApiKey, AssetInfo, HttpApi, HttpConfig, HttpHandle, InstrumentInfo, NodeStatus, ReadModel,
+    RingDepth, Role,
+};
 use gateway::orders::store::OrderStore;
 use gateway::orders::{Instrument, Instruments};
-use sequencer::app_loop::{AppLoop, Control, LoopConfig, LoopStats};
+use sequencer::app_loop::{AppLoop, Control, LoopConfig, LoopProgress, LoopStats};
 use sequencer::journal::Durability;
 use sequencer::record::RECORD_BYTES;
 use sequencer::ring::{IdleConfig, Ring, RingConsumer, RingProducer};
@@ -81,6 +85,98 @@ pub fn instruments(config: &Config) -> anyhow::Result<Instruments> {
     Ok(Instruments::new(instruments))
 }
 
+/// The HTTP API's view of the configuration: assets, instruments (with their halted state in the
+/// recovered engine) and keys.
+fn http_config(
+    config: &Config,
+    engine: &engine::Engine,
+    bind: SocketAddr,
+    data_dir: &Path,
+) -> anyhow::Result<HttpConfig> {
+    let assets: Vec<AssetInfo> = config
+        .assets
+        .iter()
+        .map(|asset| AssetInfo {
+            id: engine::AssetId(asset.id),
+            symbol: asset.symbol.clone(),
+            scale: asset.scale,
+        })
+        .collect();
+    let mut instruments = Vec::new();
+    for instrument in &config.instruments {
+        let spec = config.instrument_spec(instrument)?;
+        let base = assets.iter().find(|asset| asset.symbol == instrument.base);
+        let halted = engine.is_halted(spec.instrument);
+        let info = base.and_then(|base| {
+            InstrumentInfo::from_spec(&instrument.symbol, &spec, base.scale, halted)
+        });
+        instruments.push(info.with_context(|| format!("instrument {}", instrument.symbol))?);
+    }
+    let keys = config
+        .api_keys
+        .iter()
+        .enumerate()
+        .map(|(index, key)| ApiKey {
+            key: key.key.clone(),
+            name: format!("{}-{index}", key.role),
+            role: if key.role == "operator" {
+                Role::Operator
+            } else {
+                Role::Trader {
+                    accounts: key.accounts.iter().copied().map(engine::AccountId).collect(),
+                }
+            },
+            throttle: gateway::http::ThrottleConfig {
+                rate_per_second: key.throttle_per_second,
+                burst: key.throttle_burst,
+            },
+        })
+        .collect();
+    Ok(HttpConfig::new(
+        bind,
+        assets,
+        instruments,
+        keys,
+        data_dir.to_owned(),
+        config.engine_config(),
+    ))
+}
+
+/// What `/health` and `/metrics` report about the parts the HTTP API does not own.
+#[derive(Debug)]
+struct Status {
+    progress: Arc<LoopProgress>,
+    fix: Arc<BridgeMetrics>,
+    ring_capacity: u64,
+}
+
+impl NodeStatus for Status {
+    fn sequence(&self) -> u64 {
+        self.progress.seq.load(Ordering::Relaxed)
+    }
+
+    fn durable_seq(&self) -> u64 {
+        self.progress.durable_seq.load(Ordering::Relaxed)
+    }
+
+    fn ring_depths(&self) -> Vec<RingDepth> {
+        let ring = |name: &str, depth: &std::sync::atomic::AtomicU64| RingDepth {
+            name: name.to_owned(),
+            depth: depth.load(Ordering::Relaxed),
+            capacity: self.ring_capacity,
+        };
+        vec![ring("fix_input", &self.fix.input_depth), ring("fix_output", &self.fix.output_depth)]
+    }
+
+    fn fix_sessions(&self) -> u64 {
+        self.fix.sessions_logged_on.load(Ordering::Relaxed)
+    }
+
+    fn healthy(&self) -> bool {
+        !self.progress.stopped.load(Ordering::Acquire)
+    }
+}
+
 /// A ring in the data directory's `rings/` folder, created afresh: rings carry only what is in
 /// flight, and recovery starts from the journals.
 fn ring(data_dir: &Path, name: &str) -> anyhow::Result<(RingProducer, RingConsumer)> {
@@ -100,6 +196,8 @@ fn parse_address(text: &str, place: &str) -> anyhow::Result<SocketAddr> {
 #[derive(Debug)]
 pub struct Node {
     pub fix_address: SocketAddr,
+    pub http_address: SocketAddr,
+    http: HttpHandle,
     pub resume_seq: u64,
     control: Arc<crossbeam_queue::ArrayQueue<Control>>,
     application_loop: std::thread::JoinHandle<(Sequencer, Result<LoopStats, SequencerError>)>,
@@ -122,6 +220,7 @@ impl Node {
         let config = data_dir_config(&args.data_dir, args.config.as_deref())?;
         let durability = config.durability()?;
         let fix_listen = parse_address(&config.node.fix_listen, "node.fix_listen")?;
+        let http_listen = parse_address(&config.node.http_listen, "node.http_listen")?;
         let (sequencer, _) =
             open_sequencer(&args.data_dir, &config, durability, config.node.snapshot_every)?;
         let resume_seq = sequencer.seq();
@@ -148,10 +247,29 @@ impl Node {
         let fix_address = acceptor.local_addr();
         let fix = acceptor.spawn(bridge);
 
+        let (http_input, http_input_consumer) = ring(&args.data_dir, "http-in")?;
+        let (http_output_producer, http_output) = ring(&args.data_dir, "http-out")?;
+        let http_config = http_config(&config, sequencer.engine(), http_listen, &args.data_dir)?;
+        let model = ReadModel::from_engine(
+            sequencer.engine(),
+            &http_config.assets,
+            &http_config.instruments,
+            http_config.finished_orders_max,
+        );
+
         let loop_config = LoopConfig { echo_commands: true, ..LoopConfig::default() };
         let mut app =
             AppLoop::new(sequencer, fix_input_consumer, Some(fix_output_producer), loop_config);
+        app.add_input(http_input_consumer);
+        app.add_output(http_output_producer);
         let control = app.control();
+        let status = Status {
+            progress: app.progress(),
+            fix: Arc::clone(&fix_metrics),
+            ring_capacity: RING_SLOTS as u64,
+        };
+        let http = HttpApi::start(http_config, http_input, http_output, model, Arc::new(status))?;
+        let http_address = http.local_addr();
         let idle = args.idle;
         let application_loop =
             std::thread::Builder::new().name("application-loop".to_owned()).spawn(move || {
@@ -163,8 +281,16 @@ impl Node {
                 let stats = app.run(&mut idle, |_| false);
                 (app.into_sequencer(), stats)
             })?;
-        let node =
-            Node { fix_address, resume_seq, control, application_loop, fix, fix_metrics };
+        let node = Node {
+            fix_address,
+            http_address,
+            http,
+            resume_seq,
+            control,
+            application_loop,
+            fix,
+            fix_metrics,
+        };
         Ok((node, config))
     }
 
@@ -190,6 +316,7 @@ impl Node {
             std::thread::sleep(Duration::from_millis(5));
         }
         let (_bridge, fix) = self.fix.stop();
+        self.http.shutdown();
         Ok(Stopped {
             seq: sequencer.seq(),
             state_hash: sequencer.engine().state_hash(),
@@ -222,6 +349,25 @@ pub fn run(args: &RunArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> 
             if session.password.is_some() { ", Password (554) required" } else { "" }
         )?;
     }
+    writeln!(out, "HTTP API on http://{}", node.http_address)?;
+    for key in &config.api_keys {
+        writeln!(
+            out,
+            "  API key {} ({}{})",
+            key.key,
+            key.role,
+            if key.accounts.is_empty() {
+                String::new()
+            } else {
+                format!(", accounts {:?}", key.accounts)
+            }
+        )?;
+    }
+    writeln!(
+        out,
+        "  e.g. curl -H 'Authorization: Bearer alice-key' http://{}/v1/balances/1",
+        node.http_address
+    )?;
     writeln!(out, "stop with SIGTERM or Ctrl-C")?;
     out.flush()?;
     while !stop.load(Ordering::Acquire) && !node.failed() {

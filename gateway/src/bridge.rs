@@ -55,6 +55,9 @@ pub struct BridgeMetrics {
     pub submissions_refused: AtomicU64,
     /// The seq of the last command whose output this bridge has processed.
     pub seq: AtomicU64,
+    /// Records waiting in the gateway's rings, as of the last output this bridge took.
+    pub input_depth: AtomicU64,
+    pub output_depth: AtomicU64,
 }
 
 /// See the module documentation.
@@ -240,8 +243,7 @@ impl Application for FixBridge {
     ) {
         self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
         let index = session.0 as usize;
-        let (Some(name), Some(accounts)) = (self.names.get(index), self.accounts.get(index))
-        else {
+        let (Some(name), Some(accounts)) = (self.names.get(index), self.accounts.get(index)) else {
             return;
         };
         let (name, accounts) = (name.clone(), accounts.clone());
@@ -292,6 +294,9 @@ impl Application for FixBridge {
         }
         if taken > 0 {
             self.metrics.seq.store(self.entry.seq(), Ordering::Relaxed);
+            let depth = |depth: usize| u64::try_from(depth).unwrap_or(u64::MAX);
+            self.metrics.input_depth.store(depth(self.input.depth()), Ordering::Relaxed);
+            self.metrics.output_depth.store(depth(self.output.depth()), Ordering::Relaxed);
             self.snapshot_if_due();
         }
         taken + self.deliver(outbox)

@@ -9,6 +9,7 @@
 //! loop stops taking input, so back-pressure reaches the producers as a full input ring rather
 //! than as growth or loss here.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -50,6 +51,18 @@ pub struct LoopStats {
     pub shutdown: bool,
 }
 
+/// The loop's position, published after every busy cycle for other threads (health, metrics):
+/// two relaxed stores per cycle, never per command.
+#[derive(Debug, Default)]
+pub struct LoopProgress {
+    /// The last sequence number assigned.
+    pub seq: AtomicU64,
+    /// The highest sequence number durable under the policy.
+    pub durable_seq: AtomicU64,
+    /// Set once the loop has stopped, by shutdown or by an error.
+    pub stopped: AtomicBool,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct LoopConfig {
     /// Commands taken from the input ring per cycle.
@@ -79,6 +92,7 @@ pub struct AppLoop {
     /// Further output rings (one per consumer) and how much of `pending` each has been given.
     extra_outputs: Vec<(RingProducer, usize)>,
     control: Arc<ArrayQueue<Control>>,
+    progress: Arc<LoopProgress>,
     config: LoopConfig,
     /// Encoded events not yet released, oldest first, with the seq that produced them.
     pending: Vec<(u64, Record)>,
@@ -106,6 +120,11 @@ impl AppLoop {
             inputs: vec![input],
             output,
             control: Arc::new(ArrayQueue::new(64)),
+            progress: Arc::new(LoopProgress {
+                seq: AtomicU64::new(durable_seq),
+                durable_seq: AtomicU64::new(durable_seq),
+                stopped: AtomicBool::new(false),
+            }),
             config,
             pending: Vec::with_capacity(config.pending_events_max + config.batch_max * 64),
             pending_released: 0,
@@ -127,6 +146,11 @@ impl AppLoop {
         assert_eq!(output.slot_size(), RECORD_BYTES, "output ring slots must be records");
         assert!(self.pending.is_empty(), "outputs are added before the loop runs");
         self.extra_outputs.push((output, 0));
+    }
+
+    /// The loop's published position, for other threads.
+    pub fn progress(&self) -> Arc<LoopProgress> {
+        Arc::clone(&self.progress)
     }
 
     /// The handle other threads use to send [`Control`] messages.
@@ -221,6 +245,8 @@ impl AppLoop {
         self.stats.cycles += 1;
         self.stats.commands += commands as u64;
         if work > 0 {
+            self.progress.seq.store(self.sequencer.seq(), Ordering::Relaxed);
+            self.progress.durable_seq.store(self.stats.durable_seq, Ordering::Relaxed);
             let elapsed = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.stats.busy_cycles += 1;
             self.stats.busy_ns_total += elapsed;
@@ -275,6 +301,18 @@ impl AppLoop {
         &mut self,
         idle: &mut impl IdleStrategy,
         mut stop: impl FnMut(&LoopStats) -> bool,
+    ) -> Result<LoopStats, SequencerError> {
+        let result = self.run_until(idle, &mut stop);
+        self.progress.seq.store(self.sequencer.seq(), Ordering::Relaxed);
+        self.progress.durable_seq.store(self.stats.durable_seq, Ordering::Relaxed);
+        self.progress.stopped.store(true, Ordering::Release);
+        result
+    }
+
+    fn run_until(
+        &mut self,
+        idle: &mut impl IdleStrategy,
+        stop: &mut impl FnMut(&LoopStats) -> bool,
     ) -> Result<LoopStats, SequencerError> {
         while !self.stats.shutdown && !stop(&self.stats) {
             let work = self.do_work()?;
