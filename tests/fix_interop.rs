@@ -197,6 +197,21 @@ fn quickfix_trades_through_exchange_run_across_a_restart() {
     alice.run("none-sent 35=3");
     alice.run("logout");
 
+    // The market maker's session cancels on disconnect: its resting quote is gone once its
+    // connection drops without a Logout, and it hears so when it comes back.
+    let mm_store = dir.0.join("mm");
+    let mut mm = client(&binary, dictionary, port, "MM", "mm-secret", &mm_store);
+    mm.run("logon");
+    mm.run("send 35=D|11=m1|1=3|55=ETH-USD|54=2|38=1|40=2|44=3100|59=1|60=now");
+    mm.run("expect 35=8|150=0|11=m1");
+    let _ = mm.try_run("crash");
+    drop(mm);
+    let mut mm = client(&binary, dictionary, port, "MM", "mm-secret", &mm_store);
+    mm.run("logon");
+    mm.run("expect-wire 35=8|150=4|39=4|11=m1");
+    mm.run("none-sent 35=3");
+    mm.finish();
+
     let before = node.stop();
     let mut node = NodeProcess::start(&data_dir, &config);
     assert_eq!(node.fix_port, port);

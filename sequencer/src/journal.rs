@@ -29,7 +29,7 @@
 //! sequence number it knows to be durable ([`Journal::watermark`]). Output paths release what a
 //! command produced only once the watermark has passed it. Under group commit a flusher thread
 //! syncs and publishes, so the writer never waits for the disk; a preparer thread keeps the next
-//! segment ready for every policy (see [`crate::background`]).
+//! segment ready for every policy (see `background.rs`).
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
