@@ -605,11 +605,15 @@ impl Client {
 
     /// Marks every unanswered message answered, so that a late answer after the phase that
     /// counted it as lost changes nothing.
-    fn forget_unanswered(&mut self) {
+    /// Returns how many of them were measured.
+    fn forget_unanswered(&mut self) -> u64 {
+        let mut measured = 0;
         for sent in &mut self.sent {
+            measured += u64::from(sent.measured && !sent.answered);
             sent.answered = true;
         }
         self.unanswered = 0;
+        measured
     }
 
     /// After a reject of an amend, the original order is still there to cancel later.
@@ -855,20 +859,35 @@ impl Generator {
                 std::thread::yield_now();
             }
         }
-        let lost = u64::try_from(self.unanswered()).expect("count fits u64");
         self.tally.counts.sent = total;
-        for client in &mut self.clients {
-            client.forget_unanswered();
-        }
-        let elapsed_ns =
-            self.tally.last_measured_answer_ns.saturating_sub(first_measured_due_ns).max(1);
+        let lost = self.clients.iter_mut().map(Client::forget_unanswered).sum();
+        // A part that lost messages ran until the drain gave up; one that did not, until its
+        // last answer.
+        let end_ns =
+            if lost == 0 { self.tally.last_measured_answer_ns } else { self.clock.now_ns() };
+        let elapsed_ns = end_ns.saturating_sub(first_measured_due_ns).max(1);
         Ok(OpenPhase {
             offered_per_sec: rate,
-            measured,
+            measured: measured.saturating_sub(lost),
             elapsed_ns,
             lost,
             tally: std::mem::replace(&mut self.tally, Tally::new()),
         })
+    }
+
+    /// Waits until nothing has arrived for half a second (at most thirty seconds), so that an
+    /// overloaded part's backlog does not count in the next one.
+    fn settle(&mut self) -> Result<(), BenchError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last_arrival = Instant::now();
+        while last_arrival.elapsed() < Duration::from_millis(500) && Instant::now() < deadline {
+            if self.pump()? {
+                last_arrival = Instant::now();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        Ok(())
     }
 
     /// Keeps `window` messages unanswered on every session for `length_ns`.
@@ -924,7 +943,8 @@ pub struct FixRateReport {
     pub achieved_per_sec: f64,
     pub sustained: bool,
     pub measured_messages: u64,
-    /// Measured messages never answered (within five seconds of the last send).
+    /// Measured messages never answered (within five seconds of the last send); the figures
+    /// above cover only the answered ones.
     pub lost: u64,
     pub new_orders: LatencySummary,
     pub cancels: LatencySummary,
@@ -1021,6 +1041,7 @@ fn generate(config: &FixBenchConfig) -> Result<Measured, BenchError> {
     for &rate in &config.rates_per_sec {
         let warmup = messages(Length::Nanos(config.warmup_ns), rate);
         opens.push(generator.open_loop(rate, warmup, messages(config.measured, rate))?);
+        generator.settle()?;
     }
     let closed = if config.closed_loop_ns > 0 {
         Some(generator.closed_loop(config.closed_loop_ns)?)

@@ -1,0 +1,52 @@
+//! `exchange bench fix --quick` end to end: the binary starts a node of its own, drives it over
+//! loopback FIX sessions, and must print a well-formed report with the JSON keys every benchmark
+//! shares, and write its `.hgrm` file and plot. It lives here rather than in
+//! `benches/tests/quick_runs.rs` because the node is part of the `exchange` binary, which the
+//! benches crate cannot depend on. Timings are never asserted.
+
+use std::process::Command;
+
+#[test]
+fn quick_fix_bench_reports_json_and_files() {
+    let out_dir =
+        std::env::temp_dir().join(format!("exchange-bench-fix-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let output = Command::new(env!("CARGO_BIN_EXE_exchange"))
+        .args(["bench", "fix", "--quick", "--sessions", "2", "--json", "--durability"])
+        .arg("page-cache")
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("p99.99"), "{stdout}");
+    assert!(stdout.contains("machine:"), "{stdout}");
+    let last = stdout.lines().last().unwrap();
+    let value: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    for key in [
+        "commands_per_sec",
+        "offered_per_sec",
+        "p50_ns",
+        "p99_ns",
+        "p9999_ns",
+        "max_ns",
+        "durability",
+        "machine",
+        "generator_pinning",
+    ] {
+        assert!(value.get(key).is_some_and(|v| !v.is_null()), "missing key {key}: {last}");
+    }
+    assert_eq!(value["bench"], "fix");
+    assert_eq!(value["durability"], "page-cache");
+    assert_eq!(value["sessions"], 2);
+    let rate = &value["rates"][0];
+    assert!(rate["new_orders"]["commands"].as_u64().unwrap() > 0, "{last}");
+    assert_eq!(rate["counts"]["session_rejects"], 0, "{last}");
+    assert!(value["closed_loop"]["answered"].as_u64().unwrap() > 0, "{last}");
+    for name in ["fix.png", "fix-newordersingle-at-5000-per-sec.hgrm"] {
+        assert!(out_dir.join(name).exists(), "{name} written");
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
