@@ -214,7 +214,9 @@ fn a_damaged_snapshot_is_skipped_by_replay_and_reported_by_verify() {
         .unwrap_or_else(|| panic!("replay names its snapshot: {note}"))
         .parse()
         .unwrap();
-    assert!(newest >= 4000, "{note}");
+    // Periodic snapshots are stored by a writer thread; one due while it is still busy waits for
+    // a later batch, so only the first (at or after 2000) is certain within 5000 commands.
+    assert!(newest >= 2000, "{note}");
 
     // Flip a byte of the newest snapshot's engine bytes, through RocksDB itself.
     {

@@ -1100,4 +1100,39 @@ mod tests {
         idle.idle(0);
         idle.reset();
     }
+
+    /// Small enough for Miri (`cargo +nightly miri test -p sequencer --lib ring`), which checks
+    /// the unsafe slot access and the acquire/release pairs for data races across two threads.
+    #[test]
+    fn two_threads_exchange_records_in_order() {
+        const RECORDS: u64 = 500;
+        let (mut producer, mut consumer) = Ring::create_in_memory(8, 16).unwrap().split();
+        let writer = std::thread::spawn(move || {
+            let mut next = 0;
+            while next < RECORDS {
+                if next % 5 == 0 && next + 3 <= RECORDS {
+                    if let Ok(mut claim) = producer.try_claim(3) {
+                        for index in 0..3 {
+                            claim.slot_mut(index).copy_from_slice(&record(16, next + index as u64));
+                        }
+                        claim.commit();
+                        next += 3;
+                    }
+                } else if producer.try_push(&record(16, next)).is_ok() {
+                    next += 1;
+                }
+                std::thread::yield_now();
+            }
+        });
+        let mut expected = 0;
+        while expected < RECORDS {
+            consumer.poll(4, |bytes| {
+                assert_eq!(value(bytes), expected);
+                expected += 1;
+            });
+            std::thread::yield_now();
+        }
+        writer.join().unwrap();
+        assert_eq!(consumer.depth(), 0);
+    }
 }
