@@ -214,9 +214,9 @@ fn a_damaged_snapshot_is_skipped_by_replay_and_reported_by_verify() {
         .unwrap_or_else(|| panic!("replay names its snapshot: {note}"))
         .parse()
         .unwrap();
-    // Periodic snapshots are stored by a writer thread; one due while it is still busy waits for
-    // a later batch, so only the first (at or after 2000) is certain within 5000 commands.
-    assert!(newest >= 2000, "{note}");
+    // Periodic snapshots are stored by a writer thread; one that came due while it was busy is
+    // taken at shutdown, so the newest is at or after 4000 whatever the disk's speed.
+    assert!(newest >= 4000, "{note}");
 
     // Flip a byte of the newest snapshot's engine bytes, through RocksDB itself.
     {
