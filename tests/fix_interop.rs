@@ -134,8 +134,8 @@ fn client(
     quickfix::Client::spawn(binary, &args)
 }
 
-// tidy: long function, one trading story across two sessions and a restart reads best in order.
 #[test]
+// tidy: long function, one trading story across sessions and a restart reads best in order.
 fn quickfix_trades_through_exchange_run_across_a_restart() {
     let dir = TempDir::new("quickfix");
     let binary = quickfix::build_client();

@@ -5,7 +5,8 @@
 //!
 //! ```ignore
 //! let binary = quickfix::build_client();
-//! let mut alice = quickfix::Client::spawn(&binary, &["--sender", "ALICE", "--store", dir, "--port", "9878"]);
+//! let args = ["--sender", "ALICE", "--store", dir, "--port", "9878"];
+//! let mut alice = quickfix::Client::spawn(&binary, &args);
 //! alice.run("logon");
 //! alice.run("send 35=D|11=a1|55=BTC-USD|54=1|38=1|40=2|44=60000|59=1|60=now");
 //! alice.run("expect 35=8|150=0|11=a1|37=$oid");
