@@ -44,7 +44,7 @@ fn quick_fix_bench_reports_json_and_files() {
     let rate = &value["rates"][0];
     assert!(rate["new_orders"]["commands"].as_u64().unwrap() > 0, "{last}");
     assert_eq!(rate["counts"]["session_rejects"], 0, "{last}");
-    assert!(value["closed_loop"]["answered"].as_u64().unwrap() > 0, "{last}");
+    assert!(value["closed_loop"]["acknowledged"].as_u64().unwrap() > 0, "{last}");
     for name in ["fix.png", "fix-newordersingle-at-5000-per-sec.hgrm"] {
         assert!(out_dir.join(name).exists(), "{name} written");
     }

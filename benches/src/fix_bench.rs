@@ -223,6 +223,9 @@ impl Sent {
 pub struct Counts {
     pub sent: u64,
     pub answered: u64,
+    /// Answered by the engine (an ExecutionReport, a reject among them, or an
+    /// OrderCancelReject), not turned away by the gateway or the session layer.
+    pub acknowledged: u64,
     pub execution_reports: u64,
     pub fills: u64,
     pub order_rejects: u64,
@@ -280,6 +283,9 @@ struct Inbound {
     ord_status: u8,
     /// RefSeqNum (45) of a Reject or BusinessMessageReject.
     ref_seq: Option<u64>,
+    /// The number of BusinessRejectRefID (379), when it is one of our ClOrdIDs: the gateway's
+    /// own rejects (input ring full) name the order this way, without RefSeqNum.
+    ref_cl_ord: Option<u64>,
     /// TestReqID (112) of a TestRequest, and Text (58) of a Logout.
     test_req_id: Option<String>,
     text: Option<String>,
@@ -312,6 +318,7 @@ fn scan(frame: &[u8]) -> Inbound {
             b"150" => inbound.exec_type = first,
             b"39" => inbound.ord_status = first,
             b"45" => inbound.ref_seq = parse_u64(value),
+            b"379" => inbound.ref_cl_ord = id_number(value),
             b"112" => inbound.test_req_id = Some(String::from_utf8_lossy(value).into_owned()),
             b"58" => inbound.text = Some(String::from_utf8_lossy(value).into_owned()),
             _ => {}
@@ -586,13 +593,14 @@ impl Client {
         Ok(true)
     }
 
-    fn answer(&mut self, seq: u64, now_ns: u64, tally: &mut Tally) {
+    /// Records the first answer to message `seq`; false if it was answered before.
+    fn answer(&mut self, seq: u64, now_ns: u64, tally: &mut Tally) -> bool {
         let Some(sent) = usize::try_from(seq).ok().and_then(|index| self.sent.get_mut(index))
         else {
-            return;
+            return false;
         };
         if sent.answered {
-            return;
+            return false;
         }
         sent.answered = true;
         self.unanswered -= 1;
@@ -601,6 +609,7 @@ impl Client {
             tally.latency_ns[histogram].saturating_record(now_ns.saturating_sub(sent.due_ns));
             tally.last_measured_answer_ns = tally.last_measured_answer_ns.max(now_ns);
         }
+        true
     }
 
     /// Marks every unanswered message answered, so that a late answer after the phase that
@@ -640,7 +649,9 @@ impl Client {
                     _ => {}
                 }
                 let Some(seq) = inbound.cl_ord.filter(|&seq| in_range(seq, self)) else { return };
-                self.answer(seq, now_ns, tally);
+                if self.answer(seq, now_ns, tally) {
+                    tally.counts.acknowledged += 1;
+                }
                 self.execution_report(seq, inbound);
             }
             b'9' | b'j' | b'3' => {
@@ -650,9 +661,14 @@ impl Client {
                     _ => &mut tally.counts.session_rejects,
                 };
                 *counter += 1;
-                let seq = if inbound.msg_type == b'9' { inbound.cl_ord } else { inbound.ref_seq };
+                let seq = match inbound.msg_type {
+                    b'9' => inbound.cl_ord,
+                    _ => inbound.ref_seq.or(inbound.ref_cl_ord),
+                };
                 if let Some(seq) = seq.filter(|&seq| in_range(seq, self)) {
-                    self.answer(seq, now_ns, tally);
+                    if self.answer(seq, now_ns, tally) && inbound.msg_type == b'9' {
+                        tally.counts.acknowledged += 1;
+                    }
                     self.restore_orig(seq);
                 }
             }
@@ -747,9 +763,9 @@ pub struct ClosedLoopReport {
     /// Unanswered messages per session.
     pub window: usize,
     pub elapsed_ns: u64,
-    /// Order-entry messages answered within the part.
-    pub answered: u64,
-    pub answered_per_sec: f64,
+    /// Order-entry messages acknowledged by the engine within the part.
+    pub acknowledged: u64,
+    pub acknowledged_per_sec: f64,
     pub counts: Counts,
 }
 
@@ -908,7 +924,7 @@ impl Generator {
                     }
                 }
             } else if answered_at_end.is_none() {
-                answered_at_end = Some(self.tally.counts.answered);
+                answered_at_end = Some(self.tally.counts.acknowledged);
             }
             let busy = self.pump()?;
             if answered_at_end.is_some()
@@ -928,8 +944,8 @@ impl Generator {
         Ok(ClosedLoopReport {
             window: self.window,
             elapsed_ns: length_ns,
-            answered,
-            answered_per_sec: runner::per_sec(answered, length_ns),
+            acknowledged: answered,
+            acknowledged_per_sec: runner::per_sec(answered, length_ns),
             counts: self.tally.counts,
         })
     }
@@ -954,7 +970,7 @@ pub struct FixRateReport {
 }
 
 /// The FIX run's results. Top-level latency figures are NewOrderSingle → first
-/// ExecutionReport at the first offered rate; `commands_per_sec` is the closed loop's answered
+/// ExecutionReport at the first offered rate; `commands_per_sec` is the closed loop's acknowledged
 /// order-entry messages per second.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct FixBenchReport {
@@ -1168,14 +1184,15 @@ pub fn run(config: &FixBenchConfig, out: &mut dyn Write) -> Result<FixBenchRepor
         writeln!(out)?;
         writeln!(
             out,
-            "closed loop (window {} per session, {}): {} messages answered/s ({} answered, {} \
-             fills, {} rejects)",
+            "closed loop (window {} per session, {}): {} messages acknowledged by the engine/s ({} \
+             acknowledged, {} fills, {} order rejects, {} gateway or throttle rejects)",
             closed.window,
             human_ns(closed.elapsed_ns),
-            human_rate(closed.answered_per_sec),
-            closed.answered,
+            human_rate(closed.acknowledged_per_sec),
+            closed.acknowledged,
             closed.counts.fills,
-            closed.counts.order_rejects + closed.counts.business_rejects,
+            closed.counts.order_rejects,
+            closed.counts.business_rejects + closed.counts.session_rejects,
         )?;
     }
     let path = config.out_dir.join("fix.png");
@@ -1209,11 +1226,14 @@ pub fn run(config: &FixBenchConfig, out: &mut dyn Write) -> Result<FixBenchRepor
         human_ns(headline.p50_ns),
         human_ns(headline.p99_ns),
         human_ns(headline.p999_ns),
-        measured.closed.as_ref().map_or("-".to_string(), |c| human_rate(c.answered_per_sec)),
+        measured.closed.as_ref().map_or("-".to_string(), |c| human_rate(c.acknowledged_per_sec)),
     )?;
     Ok(FixBenchReport {
         bench: "fix",
-        commands_per_sec: measured.closed.as_ref().map_or(0.0, |closed| closed.answered_per_sec),
+        commands_per_sec: measured
+            .closed
+            .as_ref()
+            .map_or(0.0, |closed| closed.acknowledged_per_sec),
         offered_per_sec: headline.offered_per_sec,
         mean_ns: headline.mean_ns,
         p50_ns: headline.p50_ns,
