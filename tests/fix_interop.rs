@@ -6,6 +6,10 @@
 //! with the same sequence numbers and the same orders. With QuickFIX's FIX 4.4 data dictionary
 //! (fetched once by `tests/quickfix/dictionary.sh`), QuickFIX also checks every message we send
 //! against the standard and would answer a malformed one with a Reject, which the test forbids.
+//!
+//! The same binary's HTTP API is exercised end to end too: a transfer, authentication and
+//! authorization errors, balances, and after a restart the same balances and an idempotent retry
+//! answered with the first result.
 
 #[path = "quickfix/driver.rs"]
 mod quickfix;
@@ -38,6 +42,7 @@ impl Drop for TempDir {
 struct NodeProcess {
     child: Child,
     fix_port: u16,
+    http: String,
     lines: mpsc::Receiver<String>,
 }
 
@@ -59,15 +64,19 @@ impl NodeProcess {
                 }
             }
         });
-        // A failure bound only: the node prints its address as soon as it listens.
-        let fix_port = loop {
+        // A failure bound only: the node prints its addresses as soon as it listens.
+        let (mut fix_port, mut http) = (None, None);
+        while fix_port.is_none() || http.is_none() {
             let line = lines.recv_timeout(Duration::from_secs(60)).expect("the node starts");
             if let Some(rest) = line.strip_prefix("FIX 4.4 on ") {
                 let address = rest.split(':').nth(1).unwrap();
-                break address.trim().parse().unwrap();
+                fix_port = Some(address.trim().parse().unwrap());
             }
-        };
-        NodeProcess { child, fix_port, lines }
+            if let Some(rest) = line.strip_prefix("HTTP API on http://") {
+                http = Some(rest.trim().to_owned());
+            }
+        }
+        NodeProcess { child, fix_port: fix_port.unwrap(), http: http.unwrap(), lines }
     }
 
     /// SIGTERM, then the node's last line (`stopped: seq=... state_hash=...`).
@@ -91,6 +100,24 @@ impl Drop for NodeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns the status line's code, the headers
+/// and the body. `Connection: close` lets the body run to the end of the stream.
+fn http(address: &str, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let auth = key.map(|key| format!("Authorization: Bearer {key}\r\n")).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, response)
 }
 
 /// The embedded default configuration on a FIX port that was free a moment ago (the same one
@@ -239,4 +266,39 @@ fn quickfix_trades_through_exchange_run_across_a_restart() {
         .output()
         .unwrap();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+}
+
+#[test]
+fn the_http_api_of_exchange_run_moves_funds_and_remembers_them_across_a_restart() {
+    let dir = TempDir::new("http");
+    let data_dir = dir.0.join("data");
+    let config = config(&dir.0);
+    let mut node = NodeProcess::start(&data_dir, &config);
+    let (status, health) = http(&node.http, "GET", "/health", None, "");
+    assert_eq!(status, 200, "{health}");
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    let transfer = r#"{"from_account":1,"to_account":2,"amount":"10.50","currency":"USD",
+        "transaction_id":"7001"}"#;
+    let path = "/v1/wallet/balance_transfer";
+    let (status, first) = http(&node.http, "POST", path, Some("alice-key"), transfer);
+    assert_eq!(status, 200, "{first}");
+    assert!(first.contains("\"status\":\"executed\""), "{first}");
+    let (status, unauthenticated) = http(&node.http, "POST", path, None, transfer);
+    assert_eq!(status, 401, "{unauthenticated}");
+    let (status, forbidden) = http(&node.http, "GET", "/v1/balances/2", Some("alice-key"), "");
+    assert_eq!(status, 403, "{forbidden}");
+    let (_, balances) = http(&node.http, "GET", "/v1/balances/2", Some("bob-key"), "");
+    assert!(balances.contains("\"available\":\"1000010.5\""), "{balances}");
+    node.stop();
+
+    // After a restart the balance is still there and a retry returns the first result.
+    let mut node = NodeProcess::start(&data_dir, &config);
+    let (_, balances) = http(&node.http, "GET", "/v1/balances/2", Some("bob-key"), "");
+    assert!(balances.contains("\"available\":\"1000010.5\""), "{balances}");
+    let (status, retry) = http(&node.http, "POST", path, Some("alice-key"), transfer);
+    assert_eq!(status, 200, "{retry}");
+    let body = |response: &str| response.split("\r\n\r\n").nth(1).unwrap().to_owned();
+    assert_eq!(body(&retry), body(&first), "the retry answers with the first result");
+    assert!(retry.to_ascii_lowercase().contains("idempotent-replayed: true"), "{retry}");
+    node.stop();
 }
