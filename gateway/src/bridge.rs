@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use engine::{AccountId, Command, CommandBody};
-use sequencer::record::{decode_output, encode_command_from, Record};
+use sequencer::record::{decode_output, encode_command_from, Output, Record};
 use sequencer::ring::{RingConsumer, RingProducer};
 use sequencer::sequencer::{read_output_from, SequencerError};
 
@@ -75,6 +75,10 @@ pub struct FixBridge {
     /// Store an order-entry snapshot after this many commands.
     snapshot_every: u64,
     snapshot_seq: u64,
+    /// Reports of every command up to here are in the outbox or beyond.
+    delivered: u64,
+    /// What the order store holds as delivered.
+    delivered_stored: u64,
     metrics: Arc<BridgeMetrics>,
 }
 
@@ -96,7 +100,18 @@ impl FixBridge {
         let requests = store.requests_from(next_request)?;
         let config = OrderEntryConfig::default();
         let mut entry = OrderEntry::restore(instruments, config, snapshot, requests);
+        // Reports of commands after the delivered mark never reached the sessions: the node
+        // stopped first. The replay sends them now (a crash between handing reports over and
+        // recording the mark sends those again: at least once, never lost).
+        let delivered = store.delivered()?;
+        let mut resumed = false;
         read_output_from(data_dir, from, |output| {
+            if let Output::Echo { command, .. } = &output {
+                if !resumed && delivered.is_some_and(|delivered| command.seq > delivered) {
+                    entry.resume_output();
+                    resumed = true;
+                }
+            }
             entry.on_output(&output);
             Ok(())
         })?;
@@ -135,6 +150,8 @@ impl FixBridge {
             disconnect_requests: 0,
             snapshot_every: 100_000,
             snapshot_seq,
+            delivered: delivered.unwrap_or(0),
+            delivered_stored: delivered.unwrap_or(0),
             metrics,
         })
     }
@@ -279,6 +296,14 @@ impl Application for FixBridge {
     }
 
     fn poll(&mut self, outbox: &mut Outbox) -> usize {
+        // What the last poll put in the outbox the acceptor has since numbered and stored, so
+        // it is safe to record as delivered now.
+        if self.delivered > self.delivered_stored {
+            match self.store.put_delivered(self.delivered) {
+                Ok(()) => self.delivered_stored = self.delivered,
+                Err(error) => eprintln!("fix: recording delivered seq {}: {error}", self.delivered),
+            }
+        }
         let Self { output, entry, .. } = self;
         let taken = output.poll(POLL_LIMIT, |bytes| {
             let record: &Record = bytes.try_into().expect("output slots are records");
@@ -291,6 +316,7 @@ impl Application for FixBridge {
             // The loop publishes each command whole, so a drained ring ends at a command
             // boundary: the last command can be finished now rather than at the next echo.
             self.entry.flush();
+            self.delivered = self.entry.seq();
         }
         if taken > 0 {
             self.metrics.seq.store(self.entry.seq(), Ordering::Relaxed);

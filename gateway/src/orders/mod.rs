@@ -1126,6 +1126,13 @@ impl OrderEntry {
         entry
     }
 
+    /// Turns output on in the middle of a replay: reports of the commands replayed from here on
+    /// go out. For commands that were sequenced but whose reports never left before a crash.
+    pub fn resume_output(&mut self) {
+        self.flush();
+        self.output = true;
+    }
+
     /// Ends a replay: turns output back on and forgets requests the journals never sequenced
     /// (they were in flight when the node stopped), returning them so the caller can log them.
     pub fn finish_recovery(&mut self) -> Vec<Request> {

@@ -7,6 +7,7 @@
 //! ```text
 //! 'q' | request number (u64 big-endian)  → Request
 //! 's' | seq (u64 big-endian)             → EntrySnapshot as of the end of command seq
+//! 'd' | 0                                 → seq (u64 big-endian): reports delivered up to here
 //! ```
 //!
 //! Big-endian numbers make RocksDB's byte order the numeric order. A snapshot makes every
@@ -21,6 +22,7 @@ use super::{EntrySnapshot, Request};
 
 const REQUEST: u8 = b'q';
 const SNAPSHOT: u8 = b's';
+const DELIVERED: u8 = b'd';
 /// Snapshots kept: the newest and one fallback.
 const SNAPSHOTS_KEPT: usize = 2;
 
@@ -133,6 +135,21 @@ impl OrderStore {
 
     /// The newest snapshot that decodes, if any; an undecodable one is skipped for the one
     /// before it, since replaying from further back gives the same state.
+    /// Records that the reports of every command up to `seq` have been handed to the FIX
+    /// sessions (which store them before sending), so a restart sends the later ones.
+    pub fn put_delivered(&self, seq: u64) -> Result<(), OrderStoreError> {
+        let options = self.write_options();
+        self.db.put_opt(key(DELIVERED, 0), seq.to_be_bytes(), &options).map_err(self.rocks())
+    }
+
+    /// The seq [`OrderStore::put_delivered`] last recorded, if any.
+    pub fn delivered(&self) -> Result<Option<u64>, OrderStoreError> {
+        let value = self.db.get(key(DELIVERED, 0)).map_err(self.rocks())?;
+        Ok(value
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map(u64::from_be_bytes))
+    }
+
     pub fn latest_snapshot(&self) -> Result<Option<EntrySnapshot>, OrderStoreError> {
         for seq in self.snapshot_seqs()?.into_iter().rev() {
             let Some(value) = self.db.get(key(SNAPSHOT, seq)).map_err(self.rocks())? else {

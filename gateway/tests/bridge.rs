@@ -1,0 +1,182 @@
+//! The FIX bridge over a real sequencer, application loop and rings, without sockets: an order
+//! whose report never left before the node died is reported after the restart, and one that did
+//! leave is not reported twice.
+
+use std::path::{Path, PathBuf};
+
+use engine::{
+    AccountId, Amount, AssetId, CommandBody, EngineConfig, InstrumentId, InstrumentSpec, Price,
+    Quantity, TransactionId,
+};
+use gateway::bridge::FixBridge;
+use gateway::fix::{Application, Outbox, SessionConfig, SessionKey};
+use gateway::message::Message;
+use gateway::orders::store::OrderStore;
+use gateway::orders::{Instrument, Instruments};
+use sequencer::app_loop::{AppLoop, LoopConfig};
+use sequencer::journal::Durability;
+use sequencer::record::RECORD_BYTES;
+use sequencer::ring::Ring;
+use sequencer::sequencer::{Sequencer, SequencerConfig};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("gateway-bridge-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn spec() -> InstrumentSpec {
+    InstrumentSpec {
+        instrument: InstrumentId(0),
+        base_asset: AssetId(0),
+        quote_asset: AssetId(1),
+        tick_size: Price(1),
+        lot_size: Quantity(1),
+        quantity_min: Quantity(1),
+        quantity_max: Quantity(1_000),
+        base_per_lot: 1_000_000,
+        quote_per_tick_lot: 1,
+        reference_price: Price(60_000),
+        band_bps: 5_000,
+        maker_fee_bps: 10,
+        taker_fee_bps: 20,
+    }
+}
+
+fn sequencer(data_dir: &Path) -> Sequencer {
+    let config = SequencerConfig {
+        data_dir: data_dir.to_owned(),
+        engine: EngineConfig {
+            assets_max: 2,
+            instruments_max: 1,
+            accounts_max: 4,
+            orders_max: 64,
+            levels_max: 16,
+            orders_per_account_max: 16,
+            transactions_max: 64,
+            fee_account: AccountId(0),
+        },
+        durability: Durability::PageCache,
+        segment_bytes: 1 << 20,
+        truncate_corrupt: false,
+        snapshot_every_commands: 0,
+        snapshots_kept: 2,
+    };
+    let mut sequencer = Sequencer::open(&config).unwrap().0;
+    if sequencer.seq() == 0 {
+        let genesis = [
+            CommandBody::AddAsset { asset: AssetId(0), scale: 8 },
+            CommandBody::AddAsset { asset: AssetId(1), scale: 2 },
+            CommandBody::AddInstrument(spec()),
+            CommandBody::CreateAccount { account: AccountId(1) },
+            CommandBody::Deposit {
+                transaction_id: TransactionId(1),
+                account: AccountId(1),
+                asset: AssetId(0),
+                amount: Amount(100_000_000),
+            },
+        ];
+        for body in genesis {
+            sequencer.submit(body, 1).unwrap();
+        }
+        sequencer.flush().unwrap();
+    }
+    sequencer
+}
+
+/// One node's worth of bridge and loop on `data_dir`.
+struct Node {
+    bridge: FixBridge,
+    app: AppLoop,
+    session: SessionConfig,
+}
+
+fn start(data_dir: &Path) -> Node {
+    let instruments = Instruments::new([Instrument::from_spec("BTC-USD", &spec(), 8, 2).unwrap()]);
+    let mut session = SessionConfig::new("EXCHANGE", "ALICE");
+    session.accounts = vec![1];
+    let (input, input_consumer) = Ring::create_in_memory(64, RECORD_BYTES).unwrap().split();
+    let (output_producer, output) = Ring::create_in_memory(64, RECORD_BYTES).unwrap().split();
+    let store = OrderStore::open(&data_dir.join("fix-orders"), false).unwrap();
+    let sequencer = sequencer(data_dir);
+    let bridge = FixBridge::recover(
+        instruments,
+        std::slice::from_ref(&session),
+        store,
+        data_dir,
+        input,
+        output,
+    )
+    .unwrap();
+    let config = LoopConfig { echo_commands: true, ..LoopConfig::default() };
+    let app = AppLoop::new(sequencer, input_consumer, Some(output_producer), config);
+    Node { bridge, app, session }
+}
+
+fn sell(cl_ord_id: &str) -> Message {
+    Message::new("D")
+        .with(11, cl_ord_id)
+        .with(1, 1)
+        .with(55, "BTC-USD")
+        .with(54, '2')
+        .with(38, "0.5")
+        .with(40, '2')
+        .with(44, "60000")
+        .with(59, '1')
+        .with(60, "20261123-10:00:00.000")
+}
+
+fn reports(outbox: &mut Outbox) -> Vec<String> {
+    let mut found = Vec::new();
+    while let Some((_, message)) = outbox.pop() {
+        if message.msg_type == "8" {
+            found.push(format!("{}:{}", message.get(11).unwrap(), message.get(150).unwrap()));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_report_that_never_left_is_sent_after_the_restart_and_one_that_left_is_not_sent_again() {
+    let dir = TempDir::new("delivered");
+    let key = SessionKey(0);
+    let mut node = start(&dir.0);
+    let mut outbox = Outbox::default();
+    let session = node.session.clone();
+    // a1 is sequenced and its report handed to the session; two polls record it as delivered.
+    node.bridge.on_message(key, &session, sell("a1"), &mut outbox);
+    node.app.do_work().unwrap();
+    node.bridge.poll(&mut outbox);
+    node.bridge.poll(&mut outbox);
+    assert_eq!(reports(&mut outbox), vec!["a1:0"]);
+    // a2 is sequenced and durable, but the node dies before the bridge takes its report.
+    node.bridge.on_message(key, &session, sell("a2"), &mut outbox);
+    node.app.do_work().unwrap();
+    node.app.control().push(sequencer::app_loop::Control::Flush).unwrap();
+    node.app.do_work().unwrap();
+    drop(node);
+
+    let mut node = start(&dir.0);
+    let mut outbox = Outbox::default();
+    node.bridge.poll(&mut outbox);
+    assert_eq!(reports(&mut outbox), vec!["a2:0"], "a2's report now, a1's not again");
+    node.bridge.poll(&mut outbox);
+    drop(node);
+
+    let mut node = start(&dir.0);
+    let mut outbox = Outbox::default();
+    node.bridge.poll(&mut outbox);
+    node.bridge.poll(&mut outbox);
+    assert!(reports(&mut outbox).is_empty(), "everything was delivered before this restart");
+}
