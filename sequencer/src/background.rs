@@ -7,8 +7,8 @@
 //!   ever waiting for the disk: while one sync is in flight, the next group accumulates, and the
 //!   group grows with the disk's latency instead of the writer stalling for it (each sync of
 //!   this VM's disk takes several milliseconds).
-//! - The **preparer** keeps one spare segment file ready: created, sized, written through so
-//!   every block is allocated, and synced. At roll-over the writer takes it, writes the header
+//! - The **preparer** keeps one spare segment file ready, asked for once the current segment is
+//!   half full: created, sized, written through so every block is allocated, and synced. At roll-over the writer takes it, writes the header
 //!   and renames it, which costs microseconds instead of the tens or hundreds of milliseconds of
 //!   preparing a segment of tens of MiB.
 //!
@@ -232,6 +232,9 @@ pub(crate) struct Preparer {
     /// Mappings of segments rolled over from, unmapped here: tearing down tens of MiB of page
     /// tables is not the writer's job either.
     retired: Arc<Mutex<Vec<MmapMut>>>,
+    /// Set by the writer once its segment is half full: preparing a spare earlier would compete
+    /// with the writer for the disk and the page cache for nothing.
+    wanted: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -246,6 +249,8 @@ impl Preparer {
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_spare, thread_stop) = (Arc::clone(&spare), Arc::clone(&stop));
         let thread_retired = Arc::clone(&retired);
+        let wanted = Arc::new(AtomicBool::new(false));
+        let thread_wanted = Arc::clone(&wanted);
         let thread = thread::Builder::new().name(format!("prepare-{name}")).spawn(move || {
             while !thread_stop.load(Ordering::Acquire) {
                 let path = spare_path(&directory, &name, number);
@@ -253,7 +258,7 @@ impl Preparer {
                     &mut *thread_retired.lock().unwrap_or_else(PoisonError::into_inner),
                 ));
                 let empty = thread_spare.lock().unwrap_or_else(PoisonError::into_inner).is_none();
-                if empty {
+                if empty && thread_wanted.swap(false, Ordering::AcqRel) {
                     // On failure the writer prepares its next segment itself and reports any
                     // error then, where it can be handled; try again after a pause.
                     match prepare_segment(&directory, &path, bytes) {
@@ -263,13 +268,16 @@ impl Preparer {
                             *thread_spare.lock().unwrap_or_else(PoisonError::into_inner) =
                                 Some(spare);
                         }
-                        Err(_) => thread::sleep(Duration::from_millis(100)),
+                        Err(_) => {
+                            thread_wanted.store(true, Ordering::Release);
+                            thread::sleep(Duration::from_millis(100));
+                        }
                     }
                 }
                 thread::park();
             }
         })?;
-        Ok(Preparer { spare, retired, stop, thread: Some(thread) })
+        Ok(Preparer { spare, retired, wanted, stop, thread: Some(thread) })
     }
 
     /// Hands over the mapping of a segment rolled over from, for unmapping on this thread.
@@ -288,6 +296,7 @@ impl Preparer {
 
     /// Starts preparing the next spare.
     pub fn refill(&self) {
+        self.wanted.store(true, Ordering::Release);
         if let Some(thread) = &self.thread {
             thread.thread().unpark();
         }

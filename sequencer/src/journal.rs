@@ -192,6 +192,8 @@ pub struct Journal {
     shared: Arc<Shared>,
     flusher: Option<Flusher>,
     preparer: Option<Preparer>,
+    /// The preparer has been asked for the segment after the current one.
+    spare_requested: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -485,7 +487,12 @@ impl Journal {
             shared,
             flusher,
             preparer: Some(preparer),
+            spare_requested: false,
         };
+        let mut journal = journal;
+        if journal.offset > journal.map.len() / 2 {
+            journal.request_spare();
+        }
         Ok((journal, report))
     }
 
@@ -537,7 +544,18 @@ impl Journal {
         self.offset += frame_bytes;
         self.last_seq = Some(seq);
         self.unflushed_records += 1;
+        if !self.spare_requested && self.offset > self.map.len() / 2 {
+            self.request_spare();
+        }
         Ok(())
+    }
+
+    /// Asks the preparer for the next segment, once per segment.
+    fn request_spare(&mut self) {
+        if let Some(preparer) = &self.preparer {
+            preparer.refill();
+        }
+        self.spare_requested = true;
     }
 
     fn roll_over(&mut self, seq: u64, frame_bytes: usize) -> Result<(), JournalError> {
@@ -547,9 +565,7 @@ impl Journal {
         let spare = self.preparer.as_ref().and_then(Preparer::take);
         let renamed = spare.is_some();
         let (segment, file, map) = Journal::create_segment(&self.config, seq, spare)?;
-        if let Some(preparer) = &self.preparer {
-            preparer.refill();
-        }
+        self.spare_requested = false;
         self.segments.push(segment);
         // The old segment's records are synced by the next flush, with the new one's header:
         // its file moves to the retired list, which every sync covers.
