@@ -8,9 +8,9 @@
 //!   group grows with the disk's latency instead of the writer stalling for it (each sync of
 //!   this VM's disk takes several milliseconds).
 //! - The **preparer** keeps one spare segment file ready, asked for once the current segment is
-//!   half full: created, sized, written through so every block is allocated, and synced. At roll-over the writer takes it, writes the header
-//!   and renames it, which costs microseconds instead of the tens or hundreds of milliseconds of
-//!   preparing a segment of tens of MiB.
+//!   half full: created, sized, written through so every block is allocated, and synced. At
+//!   roll-over the writer takes it, writes the header and renames it, which costs microseconds
+//!   instead of the tens or hundreds of milliseconds of preparing a segment of tens of MiB.
 //!
 //! `fdatasync` on the file is what `msync` does on Linux for a shared mapping (it writes back the
 //! file's dirty pages, however they were dirtied), so the flusher needs only the file, never the
