@@ -260,11 +260,14 @@ impl Application for FixBridge {
     ) {
         self.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
         let index = session.0 as usize;
-        let (Some(name), Some(accounts)) = (self.names.get(index), self.accounts.get(index)) else {
+        // Borrowed field by field, so that the session's name and accounts are not copied for
+        // every message on the order path.
+        let Self { names, accounts, entry, .. } = self;
+        let (Some(name), Some(accounts)) = (names.get(index), accounts.get(index)) else {
             return;
         };
-        let (name, accounts) = (name.clone(), accounts.clone());
-        match self.entry.on_message(&name, &accounts, &message, now_ns()) {
+        let response = entry.on_message(name, accounts, &message, now_ns());
+        match response {
             Ok(Response::Reply(reply)) => outbox.send(session, reply),
             Ok(Response::Submit(submission)) => self.submit(session, &submission, outbox),
             Err(error) => outbox.send(session, field_reject(&message, &error)),
