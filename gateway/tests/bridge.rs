@@ -180,3 +180,46 @@ fn a_report_that_never_left_is_sent_after_the_restart_and_one_that_left_is_not_s
     node.bridge.poll(&mut outbox);
     assert!(reports(&mut outbox).is_empty(), "everything was delivered before this restart");
 }
+
+#[test]
+fn a_full_input_ring_is_a_business_reject_and_the_order_can_be_sent_again() {
+    let dir = TempDir::new("full");
+    let key = SessionKey(0);
+    let mut node = start(&dir.0);
+    let session = node.session.clone();
+    let mut outbox = Outbox::default();
+    // The input ring holds 64 commands and the loop is not running: the 65th order is refused.
+    for index in 0..65 {
+        node.bridge.on_message(key, &session, sell(&format!("f{index}")), &mut outbox);
+    }
+    let mut refusals = Vec::new();
+    while let Some((_, message)) = outbox.pop() {
+        if message.msg_type == "j" {
+            refusals
+                .push((message.get(379).unwrap().to_owned(), message.get(58).unwrap().to_owned()));
+        }
+    }
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].0, "f64");
+    assert!(refusals[0].1.contains("input ring full"), "{refusals:?}");
+    // Nothing accepted was lost: all 64 are sequenced and reported; the refused ClOrdID is free.
+    // (Most are rejected by the engine for funds or the per-account limit; each still gets
+    // its report.)
+    let mut answered = Vec::new();
+    for _ in 0..1_000 {
+        node.app.do_work().unwrap();
+        node.bridge.poll(&mut outbox);
+        answered.extend(reports(&mut outbox));
+    }
+    assert_eq!(answered.len(), 64, "{answered:?}");
+    assert!(!answered.iter().any(|report| report.starts_with("f64:")));
+    node.bridge.on_message(key, &session, sell("f64"), &mut outbox);
+    node.app.do_work().unwrap();
+    node.bridge.poll(&mut outbox);
+    // The engine answers it (here: not enough BTC left), so it was submitted, not refused as a
+    // duplicate ClOrdID (103=6) by the gateway.
+    let (_, report) = outbox.pop().unwrap();
+    assert_eq!((report.msg_type.as_str(), report.get(11)), ("8", Some("f64")));
+    assert_eq!(report.get(17).map(|id| id.starts_with('X')), Some(false), "an engine event");
+    assert_ne!(report.get(103), Some("6"));
+}
