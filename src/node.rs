@@ -38,6 +38,41 @@ use crate::simulate::{data_dir_config, open_sequencer};
 /// Slots of each input and output ring: a few milliseconds of traffic at full rate.
 const RING_SLOTS: usize = 1 << 16;
 
+/// While alive, keeps the thread that made it, and the threads it spawns, off one core; the
+/// thread's former affinity comes back on drop.
+///
+/// The application loop busy-spins on its core. Any other thread that the scheduler puts there
+/// (the FIX I/O thread, a journal flusher, the HTTP runtime) competes with a thread that never
+/// sleeps, so each time it wakes it may wait a whole scheduler time slice, milliseconds, for
+/// the CPU; a thread that itself spins while it waits for the loop's answer even stops the
+/// loop that would give it. Keeping them on the other cores bounds that to their own sharing.
+struct OffCore {
+    former: Option<rustix::thread::CpuSet>,
+}
+
+impl OffCore {
+    fn enter(core: usize) -> OffCore {
+        let Ok(former) = rustix::thread::sched_getaffinity(None) else {
+            return OffCore { former: None };
+        };
+        let mut others = former;
+        others.unset(core);
+        // With only that core allowed there is nowhere else to go.
+        if others.count() == 0 || rustix::thread::sched_setaffinity(None, &others).is_err() {
+            return OffCore { former: None };
+        }
+        OffCore { former: Some(former) }
+    }
+}
+
+impl Drop for OffCore {
+    fn drop(&mut self) {
+        if let Some(former) = &self.former {
+            let _ = rustix::thread::sched_setaffinity(None, former);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RunArgs {
     pub data_dir: PathBuf,
@@ -217,12 +252,17 @@ pub struct Stopped {
 impl Node {
     /// Recovers the data directory and starts every thread; see the module documentation.
     pub fn start(args: &RunArgs) -> anyhow::Result<(Node, Config)> {
+        // Every thread started here, except the loop, inherits this thread's affinity for as
+        // long as the guard lives: keep them all off the loop's core.
+        let loop_core = core_affinity::get_core_ids().and_then(|cores| cores.last().copied());
+        let _off_loop_core = loop_core.map(|core| OffCore::enter(core.id));
         let config = data_dir_config(&args.data_dir, args.config.as_deref())?;
         let durability = config.durability()?;
         let fix_listen = parse_address(&config.node.fix_listen, "node.fix_listen")?;
         let http_listen = parse_address(&config.node.http_listen, "node.http_listen")?;
-        let (sequencer, _) =
+        let (mut sequencer, _) =
             open_sequencer(&args.data_dir, &config, durability, config.node.snapshot_every)?;
+        sequencer.start_snapshot_writer()?;
         let resume_seq = sequencer.seq();
 
         let (fix_input, fix_input_consumer) = ring(&args.data_dir, "fix-in")?;
@@ -273,8 +313,7 @@ impl Node {
         let idle = args.idle;
         let application_loop =
             std::thread::Builder::new().name("application-loop".to_owned()).spawn(move || {
-                let core = core_affinity::get_core_ids().and_then(|cores| cores.last().copied());
-                if !core.is_some_and(core_affinity::set_for_current) {
+                if !loop_core.is_some_and(core_affinity::set_for_current) {
                     eprintln!("application loop: not pinned");
                 }
                 let mut idle = idle.build();

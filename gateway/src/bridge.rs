@@ -1,8 +1,10 @@
 //! The FIX gateway's bridge to the application loop: the [`Application`] the acceptor drives.
 //!
-//! Inbound, it hands each application message to the [`OrderEntry`], stores the resulting
+//! Inbound, it hands each application message to the [`OrderEntry`] and stores the resulting
 //! request in the [`OrderStore`] (the journals cannot say which session and ClOrdID a command
-//! came from) and pushes its commands, all or none, into the gateway's input ring. Outbound, on
+//! came from). The acceptor reads every ready connection before it calls [`Application::poll`],
+//! and there the bridge flushes the store once for all the requests of the pass and only then
+//! pushes their commands, each request's all or none, into the gateway's input ring. Outbound, on
 //! every acceptor iteration it drains its output ring (echoed commands and their events, released
 //! only once durable, so no report ever runs ahead of the journal) into the order entry and sends
 //! what comes out to the sessions. All of it runs on the acceptor's I/O thread, never on the
@@ -27,8 +29,8 @@ use crate::fix::{Application, Outbox, SessionConfig, SessionKey};
 use crate::message::{FieldError, Message};
 use crate::orders::store::{OrderStore, OrderStoreError};
 use crate::orders::{
-    origin, utc_timestamp, Instruments, OrderEntry, OrderEntryConfig, Response, SessionId,
-    Submission,
+    origin, origin_source, utc_timestamp, Instruments, OrderEntry, OrderEntryConfig, Response,
+    SessionId, Submission, SOURCE_FIX,
 };
 
 /// Cancel-on-disconnect commands carry this source: no order-entry request answers to them,
@@ -37,6 +39,9 @@ pub const SOURCE_DISCONNECT: u8 = 3;
 
 /// Records taken from the output ring per acceptor iteration.
 const POLL_LIMIT: usize = 1024;
+/// A delivered mark waits at most this long in the store's buffer when no request comes to
+/// flush it sooner.
+const DELIVERED_FLUSH_NS: u64 = 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
@@ -60,6 +65,10 @@ pub struct BridgeMetrics {
     pub output_depth: AtomicU64,
 }
 
+/// A request stored in this pass whose commands wait for the store's flush: the session, the
+/// session and MsgSeqNum of the message it answers (for a reject's RefSeqNum), the submission.
+type PendingSubmission = (SessionKey, Option<(SessionKey, u64)>, Submission);
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct FixBridge {
@@ -79,6 +88,15 @@ pub struct FixBridge {
     delivered: u64,
     /// What the order store holds as delivered.
     delivered_stored: u64,
+    /// Requests stored (not yet flushed) in this pass, with the session and MsgSeqNum of the
+    /// message each answers; their commands are pushed after the flush.
+    pending: Vec<PendingSubmission>,
+    /// The store holds writes that no flush has written yet, since this time.
+    unflushed_since_ns: Option<u64>,
+    /// Commands pushed, and echoes of them seen, since start: while they differ the answers
+    /// are due any moment, and the acceptor should not sleep.
+    pushed: u64,
+    answered: u64,
     metrics: Arc<BridgeMetrics>,
 }
 
@@ -152,6 +170,10 @@ impl FixBridge {
             snapshot_seq,
             delivered: delivered.unwrap_or(0),
             delivered_stored: delivered.unwrap_or(0),
+            pending: Vec::new(),
+            unflushed_since_ns: None,
+            pushed: 0,
+            answered: 0,
             metrics,
         })
     }
@@ -174,25 +196,72 @@ impl FixBridge {
             claim.slot_mut(index).copy_from_slice(&record);
         }
         claim.commit();
+        self.pushed += commands.len() as u64;
         true
     }
 
-    fn submit(&mut self, session: SessionKey, submission: &Submission, outbox: &mut Outbox) {
-        // The request is stored before its commands can be sequenced, so that a restart can
-        // always tell whose they were.
-        let stored = self.store.put_request(&submission.request);
-        if let Err(error) = &stored {
+    /// Stores the request (buffered) and queues its commands for [`FixBridge::submit_pending`].
+    fn submit(&mut self, session: SessionKey, submission: Submission, outbox: &mut Outbox) {
+        if let Err(error) = self.store.put_request(&submission.request) {
             eprintln!("fix: storing request {}: {error}", submission.request.number);
+            self.refuse(session, &submission, "gateway storage unavailable; not submitted", outbox);
+            return;
         }
-        if stored.is_err() || !self.push_all(&submission.commands) {
-            self.entry.abandon(submission);
-            self.metrics.submissions_refused.fetch_add(1, Ordering::Relaxed);
-            let text = if stored.is_err() {
+        self.unflushed_since_ns.get_or_insert_with(now_ns);
+        self.pending.push((session, outbox.handling(), submission));
+    }
+
+    /// Flushes the store, then pushes the commands of every queued request: a request is
+    /// stored before its commands can be sequenced, so that a restart can always tell whose
+    /// they were.
+    fn submit_pending(&mut self, outbox: &mut Outbox) -> usize {
+        if self.pending.is_empty() {
+            return 0;
+        }
+        let flushed = self.flush_store();
+        let mut pending = std::mem::take(&mut self.pending);
+        let count = pending.len();
+        for (session, handling, submission) in pending.drain(..) {
+            let text = if !flushed {
                 "gateway storage unavailable; not submitted"
-            } else {
+            } else if !self.push_all(&submission.commands) {
                 "exchange busy (input ring full); not submitted, retry"
+            } else {
+                continue;
             };
-            outbox.send(session, busy_reject(&submission.request.cl_ord_id, text));
+            // The reject refers to the message that carried the request, as if sent while it
+            // was being handled.
+            outbox.set_handling(handling);
+            self.refuse(session, &submission, text, outbox);
+            outbox.set_handling(None);
+        }
+        // The queue's allocation is kept for the next pass.
+        self.pending = pending;
+        count
+    }
+
+    fn refuse(
+        &mut self,
+        session: SessionKey,
+        submission: &Submission,
+        text: &str,
+        out: &mut Outbox,
+    ) {
+        self.entry.abandon(submission);
+        self.metrics.submissions_refused.fetch_add(1, Ordering::Relaxed);
+        out.send(session, busy_reject(&submission.request.cl_ord_id, text));
+    }
+
+    fn flush_store(&mut self) -> bool {
+        match self.store.flush() {
+            Ok(()) => {
+                self.unflushed_since_ns = None;
+                true
+            }
+            Err(error) => {
+                eprintln!("fix: flushing the order store: {error}");
+                false
+            }
         }
     }
 
@@ -269,14 +338,16 @@ impl Application for FixBridge {
         let response = entry.on_message(name, accounts, &message, now_ns());
         match response {
             Ok(Response::Reply(reply)) => outbox.send(session, reply),
-            Ok(Response::Submit(submission)) => self.submit(session, &submission, outbox),
+            Ok(Response::Submit(submission)) => self.submit(session, submission, outbox),
             Err(error) => outbox.send(session, field_reject(&message, &error)),
         }
         self.deliver(outbox);
     }
 
-    fn on_logout(&mut self, session: SessionKey, config: &SessionConfig, _outbox: &mut Outbox) {
+    fn on_logout(&mut self, session: SessionKey, config: &SessionConfig, outbox: &mut Outbox) {
         self.metrics.sessions_logged_on.fetch_sub(1, Ordering::Relaxed);
+        // Orders the session sent before it went must reach the engine before the cancel.
+        self.submit_pending(outbox);
         if !config.cancel_on_disconnect {
             return;
         }
@@ -299,19 +370,32 @@ impl Application for FixBridge {
     }
 
     fn poll(&mut self, outbox: &mut Outbox) -> usize {
+        let submitted = self.submit_pending(outbox);
         // What the last poll put in the outbox the acceptor has since numbered and stored, so
         // it is safe to record as delivered now.
         if self.delivered > self.delivered_stored {
             match self.store.put_delivered(self.delivered) {
-                Ok(()) => self.delivered_stored = self.delivered,
+                Ok(()) => {
+                    self.delivered_stored = self.delivered;
+                    self.unflushed_since_ns.get_or_insert_with(now_ns);
+                }
                 Err(error) => eprintln!("fix: recording delivered seq {}: {error}", self.delivered),
             }
         }
-        let Self { output, entry, .. } = self;
+        if self.unflushed_since_ns.is_some_and(|since| now_ns() - since >= DELIVERED_FLUSH_NS) {
+            self.flush_store();
+        }
+        let Self { output, entry, answered, .. } = self;
         let taken = output.poll(POLL_LIMIT, |bytes| {
             let record: &Record = bytes.try_into().expect("output slots are records");
             match decode_output(record) {
-                Ok(output) => entry.on_output(&output),
+                Ok(output) => {
+                    if let Output::Echo { origin, .. } = &output {
+                        let source = origin_source(*origin);
+                        *answered += u64::from(source == SOURCE_FIX || source == SOURCE_DISCONNECT);
+                    }
+                    entry.on_output(&output)
+                }
                 Err(error) => eprintln!("fix: undecodable output record: {error}"),
             }
         });
@@ -328,6 +412,10 @@ impl Application for FixBridge {
             self.metrics.output_depth.store(depth(self.output.depth()), Ordering::Relaxed);
             self.snapshot_if_due();
         }
-        taken + self.deliver(outbox)
+        submitted + taken + self.deliver(outbox)
+    }
+
+    fn busy(&self) -> bool {
+        self.answered < self.pushed || !self.pending.is_empty()
     }
 }

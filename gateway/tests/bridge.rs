@@ -154,14 +154,17 @@ fn a_report_that_never_left_is_sent_after_the_restart_and_one_that_left_is_not_s
     let mut node = start(&dir.0);
     let mut outbox = Outbox::default();
     let session = node.session.clone();
-    // a1 is sequenced and its report handed to the session; two polls record it as delivered.
+    // a1 is submitted (by the poll after the message), sequenced and its report handed to the
+    // session; two polls record it as delivered.
     node.bridge.on_message(key, &session, sell("a1"), &mut outbox);
+    node.bridge.poll(&mut outbox);
     node.app.do_work().unwrap();
     node.bridge.poll(&mut outbox);
     node.bridge.poll(&mut outbox);
     assert_eq!(reports(&mut outbox), vec!["a1:0"]);
     // a2 is sequenced and durable, but the node dies before the bridge takes its report.
     node.bridge.on_message(key, &session, sell("a2"), &mut outbox);
+    node.bridge.poll(&mut outbox);
     node.app.do_work().unwrap();
     node.app.control().push(sequencer::app_loop::Control::Flush).unwrap();
     node.app.do_work().unwrap();
@@ -188,10 +191,12 @@ fn a_full_input_ring_is_a_business_reject_and_the_order_can_be_sent_again() {
     let mut node = start(&dir.0);
     let session = node.session.clone();
     let mut outbox = Outbox::default();
-    // The input ring holds 64 commands and the loop is not running: the 65th order is refused.
+    // The input ring holds 64 commands and the loop is not running: the 65th order is refused
+    // when the poll after the messages submits them.
     for index in 0..65 {
         node.bridge.on_message(key, &session, sell(&format!("f{index}")), &mut outbox);
     }
+    node.bridge.poll(&mut outbox);
     let mut refusals = Vec::new();
     while let Some((_, message)) = outbox.pop() {
         if message.msg_type == "j" {
@@ -214,6 +219,7 @@ fn a_full_input_ring_is_a_business_reject_and_the_order_can_be_sent_again() {
     assert_eq!(answered.len(), 64, "{answered:?}");
     assert!(!answered.iter().any(|report| report.starts_with("f64:")));
     node.bridge.on_message(key, &session, sell("f64"), &mut outbox);
+    node.bridge.poll(&mut outbox);
     node.app.do_work().unwrap();
     node.bridge.poll(&mut outbox);
     // The engine answers it (here: not enough BTC left), so it was submitted, not refused as a
@@ -222,4 +228,22 @@ fn a_full_input_ring_is_a_business_reject_and_the_order_can_be_sent_again() {
     assert_eq!((report.msg_type.as_str(), report.get(11)), ("8", Some("f64")));
     assert_eq!(report.get(17).map(|id| id.starts_with('X')), Some(false), "an engine event");
     assert_ne!(report.get(103), Some("6"));
+}
+
+#[test]
+fn the_bridge_is_busy_from_an_order_until_its_answer_arrives() {
+    let dir = TempDir::new("busy");
+    let key = SessionKey(0);
+    let mut node = start(&dir.0);
+    let session = node.session.clone();
+    let mut outbox = Outbox::default();
+    assert!(!node.bridge.busy(), "nothing submitted yet");
+    node.bridge.on_message(key, &session, sell("b1"), &mut outbox);
+    assert!(node.bridge.busy(), "a stored request waits for the poll that submits it");
+    node.bridge.poll(&mut outbox);
+    assert!(node.bridge.busy(), "submitted, not yet answered: the acceptor must not sleep");
+    node.app.do_work().unwrap();
+    node.bridge.poll(&mut outbox);
+    assert!(!node.bridge.busy(), "answered");
+    assert_eq!(reports(&mut outbox), vec!["b1:0"]);
 }

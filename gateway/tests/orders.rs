@@ -151,6 +151,7 @@ impl Exchange {
             Response::Submit(submission) => {
                 if let Some(store) = &self.store {
                     store.put_request(&submission.request).unwrap();
+                    store.flush().unwrap();
                 }
                 for (origin, body) in submission.commands {
                     self.run(origin, body);

@@ -375,13 +375,11 @@ impl Sequencer {
         Ok(seq)
     }
 
-    /// Takes a snapshot without waiting for storage: commits the batch, encodes the engine's
-    /// state into a reused buffer, and leaves syncing the journals and the synced RocksDB write
-    /// to a writer thread. Returns the snapshot's seq, or `None` if the previous background
-    /// snapshot is still being written. Errors of earlier background snapshots surface here or
-    /// in [`Sequencer::finish_snapshots`].
-    pub fn snapshot_in_background(&mut self) -> Result<Option<u64>, SequencerError> {
-        self.commit()?;
+    /// Starts the thread that stores background snapshots, if it is not running. The first
+    /// background snapshot starts it otherwise, on the caller's thread and with that thread's
+    /// CPU affinity; a node calls this before it pins the application loop, so that the writer
+    /// never shares the loop's core.
+    pub fn start_snapshot_writer(&mut self) -> Result<(), SequencerError> {
         if self.writer.is_none() {
             let journals = [self.commands.sync_handle(), self.events.sync_handle()];
             let writer =
@@ -389,6 +387,17 @@ impl Sequencer {
                     .map_err(|error| SequencerError::Background(error.to_string()))?;
             self.writer = Some(writer);
         }
+        Ok(())
+    }
+
+    /// Takes a snapshot without waiting for storage: commits the batch, encodes the engine's
+    /// state into a reused buffer, and leaves syncing the journals and the synced RocksDB write
+    /// to a writer thread. Returns the snapshot's seq, or `None` if the previous background
+    /// snapshot is still being written. Errors of earlier background snapshots surface here or
+    /// in [`Sequencer::finish_snapshots`].
+    pub fn snapshot_in_background(&mut self) -> Result<Option<u64>, SequencerError> {
+        self.commit()?;
+        self.start_snapshot_writer()?;
         let writer = self.writer.as_mut().expect("started above");
         let seq = writer.capture(&self.engine)?;
         if let Some(seq) = seq {

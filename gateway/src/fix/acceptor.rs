@@ -2,19 +2,27 @@
 //! by one poll loop that also drives the timers and the application's outbox.
 //!
 //! One thread for all sessions suits a two-core machine: the other core belongs to the
-//! application loop, and the poll loop backs off through the configured idle strategy when
-//! there is nothing to do. A connection that sends garbage, stalls mid-message or fails on
-//! I/O is dropped alone; nothing it sends can reach another connection's state.
+//! application loop. The sockets are registered with epoll (through `mio`), so a pass reads only
+//! the connections that have data and accepts only when a connection is waiting, and an idle
+//! thread sleeps in `epoll_wait` until a socket is ready, instead of parking for a guessed time
+//! and then probing every socket. While the application awaits the answer to a command it has
+//! submitted ([`Application::busy`]), the thread does not sleep: the answer comes through a
+//! ring, which epoll cannot watch, within microseconds.
+//!
+//! A connection that sends garbage, stalls mid-message or fails on I/O is dropped alone;
+//! nothing it sends can reach another connection's state.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sequencer::ring::{BackoffConfig, IdleConfig, IdleStrategy};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use sequencer::ring::{BackoffConfig, IdleConfig};
 
 use super::codec::{DecoderTables, FixDecoder, FrameBuffer};
 use super::session::SessionEvent;
@@ -62,6 +70,8 @@ impl AcceptorConfig {
 pub enum AcceptorError {
     #[error("FIX acceptor cannot listen on {address}: {source}")]
     Listen { address: SocketAddr, source: std::io::Error },
+    #[error("FIX acceptor cannot create its epoll instance: {0}")]
+    Poll(std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("two sessions share the CompID pair {sender}/{target}")]
@@ -78,6 +88,9 @@ pub struct AcceptorStats {
     pub messages_received: u64,
     /// Outbox messages that could not be sent (unknown session, session-level type, store).
     pub sends_failed: u64,
+    /// Times the session store could not write what a pass stored; every connection was
+    /// dropped each time, since nothing unstored may be sent.
+    pub store_failures: u64,
 }
 
 struct Connection {
@@ -89,6 +102,13 @@ struct Connection {
     opened_ns: u64,
     /// Write what is pending, then close; read nothing more.
     closing: bool,
+    /// The socket may have unread bytes: epoll said so and no read has drained it since.
+    readable: bool,
+    /// Epoll reported the peer's end closed (or an error): reads continue until they say so,
+    /// since no further edge will come.
+    hung_up: bool,
+    /// The socket may take more bytes: no write has hit a full send buffer since epoll said so.
+    writable: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -111,6 +131,12 @@ struct Slot {
 pub struct Acceptor {
     config: AcceptorConfig,
     listener: TcpListener,
+    /// A connection may be waiting to be accepted.
+    listener_ready: bool,
+    poller: Poll,
+    events: Events,
+    /// Where the sessions' stores write; flushed once per pass, before any byte is sent.
+    store: Option<FixStore>,
     local_addr: SocketAddr,
     tables: Arc<DecoderTables>,
     slots: Vec<Slot>,
@@ -123,6 +149,17 @@ pub struct Acceptor {
 /// Reads per connection per pass; bounds how long one busy connection holds the loop.
 const READS_PER_PASS: usize = 4;
 const READ_CHUNK: usize = 64 * 1024;
+/// The listener's epoll token; connection `id` has token `id + 1`.
+const LISTENER: Token = Token(0);
+/// Readiness events taken per `epoll_wait`.
+const EVENTS_MAX: usize = 256;
+/// Longest sleep in `epoll_wait` when idle, so that timers and output that arrives through the
+/// rings without a socket event (another source's commands) are served within it.
+const SLEEP_MAX: Duration = Duration::from_millis(1);
+
+fn token(id: usize) -> Token {
+    Token(id + 1)
+}
 
 /// Nanoseconds since the Unix epoch from the system clock; the acceptor is the only place the
 /// session layer's time comes from.
@@ -160,12 +197,22 @@ impl Acceptor {
         }
         let address = config.listen;
         let listen_error = |source| AcceptorError::Listen { address, source };
-        let listener = TcpListener::bind(address).map_err(listen_error)?;
+        let listener = std::net::TcpListener::bind(address).map_err(listen_error)?;
         listener.set_nonblocking(true).map_err(listen_error)?;
         let local_addr = listener.local_addr().map_err(listen_error)?;
+        let mut listener = TcpListener::from_std(listener);
+        let poller = Poll::new().map_err(AcceptorError::Poll)?;
+        poller
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(AcceptorError::Poll)?;
         Ok(Acceptor {
             config,
             listener,
+            listener_ready: true,
+            poller,
+            events: Events::with_capacity(EVENTS_MAX),
+            store,
             local_addr,
             tables: DecoderTables::fix44(),
             slots,
@@ -202,18 +249,72 @@ impl Acceptor {
     }
 
     /// The loop: poll until `stop` is set, then log every session out and close.
+    ///
+    /// After a pass that did work, or while the application awaits answers, the next pass
+    /// starts at once; otherwise the configured idle strategy decides: busy-spin and yield
+    /// never sleep (for a thread with a core of its own), backoff sleeps in `epoll_wait` until a
+    /// socket is ready or [`SLEEP_MAX`] has passed.
     pub fn run<A: Application>(&mut self, application: &mut A, stop: &AtomicBool) {
-        let mut idle = self.config.idle.build();
+        let sleep = match self.config.idle {
+            IdleConfig::Backoff(_) => Some(SLEEP_MAX),
+            IdleConfig::BusySpin | IdleConfig::Yield => None,
+        };
+        let mut timeout = Duration::ZERO;
         while !stop.load(Ordering::Acquire) {
-            let work = self.poll(application, now_ns());
-            idle.idle(work);
+            self.wait_ready(timeout);
+            let work = self.pass(application, now_ns());
+            timeout = Duration::ZERO;
+            if work == 0 && !application.busy() {
+                match sleep {
+                    Some(sleep) => {
+                        // What a pass stored without sending anything (inbound sequence
+                        // numbers) is written before the thread sleeps.
+                        self.flush_store(application);
+                        timeout = sleep;
+                    }
+                    None if self.config.idle == IdleConfig::Yield => std::thread::yield_now(),
+                    None => std::hint::spin_loop(),
+                }
+            }
         }
-        self.shut_down(application, &mut idle);
+        self.shut_down(application);
     }
 
-    /// One pass over the listener, every connection, the outbox and the timers. Returns how
-    /// much work it did. Public so that a caller can drive the acceptor from its own loop.
+    /// One pass over the listener, every connection, the outbox and the timers, after taking
+    /// the readiness epoll has without waiting. Returns how much work it did. Public so that a
+    /// caller can drive the acceptor from its own loop.
     pub fn poll<A: Application>(&mut self, application: &mut A, now_ns: u64) -> usize {
+        self.wait_ready(Duration::ZERO);
+        self.pass(application, now_ns)
+    }
+
+    /// Waits up to `timeout` for a socket to be ready and marks what is.
+    fn wait_ready(&mut self, timeout: Duration) {
+        // An interrupted wait is an empty one; the next pass waits again.
+        if self.poller.poll(&mut self.events, Some(timeout)).is_err() {
+            return;
+        }
+        for event in &self.events {
+            if event.token() == LISTENER {
+                self.listener_ready = true;
+                continue;
+            }
+            let id = event.token().0 - 1;
+            let Some(Some(connection)) = self.connections.get_mut(id) else { continue };
+            // Errors and hang-ups show up as a read that fails or returns 0.
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                connection.readable = true;
+            }
+            if event.is_read_closed() || event.is_error() {
+                connection.hung_up = true;
+            }
+            if event.is_writable() || event.is_write_closed() || event.is_error() {
+                connection.writable = true;
+            }
+        }
+    }
+
+    fn pass<A: Application>(&mut self, application: &mut A, now_ns: u64) -> usize {
         let mut work = self.accept(now_ns);
         for id in 0..self.connections.len() {
             work += self.read_connection(id, application, now_ns);
@@ -221,26 +322,57 @@ impl Acceptor {
         work += application.poll(&mut self.outbox);
         work += self.drain_outbox(now_ns);
         self.timers(application, now_ns);
+        if self.connections.iter().flatten().any(|connection| !connection.write.is_empty()) {
+            self.flush_store(application);
+        }
         for id in 0..self.connections.len() {
             work += self.write_connection(id, application);
         }
         work
     }
 
+    /// Writes what the sessions stored to the store's log: in a pass that has bytes to send,
+    /// before any of them is sent, so that a message the counterparty has seen can always be
+    /// resent after a restart; otherwise before the thread sleeps. If that fails nothing may be
+    /// sent, so every connection is dropped.
+    fn flush_store<A: Application>(&mut self, app: &mut A) {
+        let Some(store) = &self.store else { return };
+        if let Err(error) = store.flush() {
+            eprintln!("fix: session store: {error}; dropping every connection");
+            self.stats.store_failures += 1;
+            for id in 0..self.connections.len() {
+                if let Some(connection) = self.connections[id].as_mut() {
+                    connection.write.clear();
+                }
+                self.drop_connection(id, app);
+            }
+        }
+    }
+
     fn accept(&mut self, now_ns: u64) -> usize {
         let mut accepted = 0;
-        loop {
-            let stream = match self.listener.accept() {
+        while self.listener_ready {
+            let mut stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
-                // WouldBlock ends the pass; other accept errors (a peer that reset before we
-                // accepted, descriptor exhaustion) are retried on the next pass.
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    return accepted;
+                }
+                // Other accept errors (a peer that reset before we accepted, descriptor
+                // exhaustion) are retried on the next pass.
                 Err(_) => return accepted,
             };
             accepted += 1;
             let open = self.connections.iter().filter(|c| c.is_some()).count();
+            let id = self.connections.iter().position(Option::is_none);
+            let id = id.unwrap_or(self.connections.len());
             if open >= self.config.connections_max
-                || stream.set_nonblocking(true).is_err()
                 || stream.set_nodelay(true).is_err()
+                || self
+                    .poller
+                    .registry()
+                    .register(&mut stream, token(id), Interest::READABLE | Interest::WRITABLE)
+                    .is_err()
             {
                 continue;
             }
@@ -253,19 +385,24 @@ impl Acceptor {
                 session: None,
                 opened_ns: now_ns,
                 closing: false,
+                readable: true,
+                hung_up: false,
+                writable: true,
             };
-            match self.connections.iter().position(Option::is_none) {
-                Some(free) => self.connections[free] = Some(connection),
-                None => self.connections.push(Some(connection)),
+            if id == self.connections.len() {
+                self.connections.push(Some(connection));
+            } else {
+                self.connections[id] = Some(connection);
             }
         }
+        accepted
     }
 
     fn read_connection<A: Application>(&mut self, id: usize, app: &mut A, now_ns: u64) -> usize {
         let mut work = 0;
         for _ in 0..READS_PER_PASS {
             let Some(connection) = self.connections[id].as_mut() else { return work };
-            if connection.closing {
+            if connection.closing || !connection.readable {
                 return work;
             }
             match connection.stream.read(&mut self.read_buffer) {
@@ -274,11 +411,19 @@ impl Acceptor {
                     return work + 1;
                 }
                 Ok(count) => {
+                    // A TCP read returns everything queued up to the buffer's size, so a short
+                    // read drained the socket, and bytes arriving later raise a new edge: no
+                    // second read is needed to learn that the socket is empty. The end of the
+                    // stream raises no new edge, so after a hang-up reading goes on to the 0.
+                    connection.readable = count == self.read_buffer.len() || connection.hung_up;
                     connection.frames.extend(&self.read_buffer[..count]);
                     work += 1;
                     self.handle_frames(id, app, now_ns);
                 }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return work,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    connection.readable = false;
+                    return work;
+                }
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(_) => {
                     self.drop_connection(id, app);
@@ -442,12 +587,15 @@ impl Acceptor {
     fn write_connection<A: Application>(&mut self, id: usize, app: &mut A) -> usize {
         let Some(connection) = self.connections[id].as_mut() else { return 0 };
         let mut written = 0;
-        while written < connection.write.len() {
+        while connection.writable && written < connection.write.len() {
             match connection.stream.write(&connection.write[written..]) {
                 Ok(0) => break,
                 Ok(count) => written += count,
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    connection.writable = false;
+                    break;
+                }
                 Err(_) => {
                     self.drop_connection(id, app);
                     return 1;
@@ -464,8 +612,9 @@ impl Acceptor {
 
     /// Closes a connection; if it was a session's logged-on connection, tells the application.
     fn drop_connection<A: Application>(&mut self, id: usize, app: &mut A) {
-        let Some(connection) = self.connections[id].take() else { return };
+        let Some(mut connection) = self.connections[id].take() else { return };
         self.stats.connections_dropped += 1;
+        let _ = self.poller.registry().deregister(&mut connection.stream);
         let _ = connection.stream.shutdown(Shutdown::Both);
         let Some(index) = connection.session else { return };
         if self.slots[index].connection != Some(id) {
@@ -479,7 +628,7 @@ impl Acceptor {
     }
 
     /// Logs every session out, waits for the replies within the grace period, and closes.
-    fn shut_down<A: Application>(&mut self, app: &mut A, idle: &mut impl IdleStrategy) {
+    fn shut_down<A: Application>(&mut self, app: &mut A) {
         let start_ns = now_ns();
         for index in 0..self.slots.len() {
             if self.slots[index].connection.is_some() {
@@ -500,12 +649,13 @@ impl Acceptor {
             for id in 0..self.connections.len() {
                 self.read_connection(id, app, now);
             }
-            let mut work = 0;
+            self.flush_store(app);
             for id in 0..self.connections.len() {
-                work += self.write_connection(id, app);
+                self.write_connection(id, app);
             }
-            idle.idle(work);
+            self.wait_ready(SLEEP_MAX);
         }
+        self.flush_store(app);
         for id in 0..self.connections.len() {
             self.write_connection(id, app);
             self.drop_connection(id, app);

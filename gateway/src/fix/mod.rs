@@ -100,6 +100,11 @@ impl Outbox {
         self.handling = handling;
     }
 
+    /// What [`Outbox::set_handling`] last set, to restore it when answering later.
+    pub(crate) fn handling(&self) -> Option<(SessionKey, u64)> {
+        self.handling
+    }
+
     pub fn len(&self) -> usize {
         self.messages.len()
     }
@@ -142,5 +147,12 @@ pub trait Application {
     fn poll(&mut self, outbox: &mut Outbox) -> usize {
         let _ = outbox;
         0
+    }
+
+    /// Whether the application expects work soon without any socket becoming ready, such as
+    /// the answers to commands it has submitted; the acceptor then keeps polling instead of
+    /// sleeping in `epoll_wait`.
+    fn busy(&self) -> bool {
+        false
     }
 }

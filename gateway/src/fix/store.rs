@@ -6,6 +6,12 @@
 //! memory (tests, and sessions that need not survive a restart) and [`FixStore`] hands out
 //! [`RocksSessionStore`]s over one RocksDB database shared by all sessions.
 //!
+//! Writes are batched: every session's writes go into one pending `WriteBatch`, and the
+//! acceptor calls [`FixStore::flush`] once per pass, before it sends anything. Every message a
+//! counterparty has received was thus in the write-ahead log file (the page cache) first, and
+//! one RocksDB write (one `write` system call) carries a whole pass's messages instead of one
+//! per message. A read flushes the pending batch first, so it always sees every write.
+//!
 //! Key layout, per session, with `prefix` = `s` SenderCompID `/` TargetCompID `/`:
 //!
 //! ```text
@@ -16,8 +22,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::rocks::append_mostly;
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 /// A store operation that failed; the session that hit it is disconnected.
@@ -99,10 +106,19 @@ impl SessionStore for MemoryStore {
 }
 
 /// The RocksDB database holding every session's state.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FixStore {
     db: Arc<DB>,
     path: PathBuf,
+    /// Writes not yet given to RocksDB; every handle of the store shares them. The lock is
+    /// never contended: all sessions live on the acceptor's thread.
+    pending: Arc<Mutex<WriteBatch>>,
+}
+
+impl std::fmt::Debug for FixStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FixStore").field("path", &self.path).finish_non_exhaustive()
+    }
 }
 
 impl FixStore {
@@ -110,20 +126,50 @@ impl FixStore {
     pub fn open(path: &Path) -> Result<FixStore, StoreError> {
         let mut options = Options::default();
         options.create_if_missing(true);
+        append_mostly(&mut options);
         let db = DB::open(&options, path)
             .map_err(|source| StoreError::Rocks { path: path.to_path_buf(), source })?;
-        Ok(FixStore { db: Arc::new(db), path: path.to_path_buf() })
+        let pending = Arc::new(Mutex::new(WriteBatch::default()));
+        Ok(FixStore { db: Arc::new(db), path: path.to_path_buf(), pending })
+    }
+
+    /// Writes the pending batch to the database. Not synced: a write survives a crash of the
+    /// process, and a crash of the machine may lose the last few outbound messages, which the
+    /// counterparty then sees as a sequence gap and recovers by ResendRequest; the node's
+    /// durability story is the journal, not this. Call before sending what was stored.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let batch = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            if pending.is_empty() {
+                return Ok(());
+            }
+            std::mem::take(&mut *pending)
+        };
+        let mut options = WriteOptions::default();
+        options.set_sync(false);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(|source| StoreError::Rocks { path: self.path.clone(), source })
+    }
+
+    fn stage(&self, stage: impl FnOnce(&mut WriteBatch)) {
+        stage(&mut self.pending.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     /// The store of the session between our `sender_comp_id` and their `target_comp_id`.
     pub fn session(&self, sender_comp_id: &str, target_comp_id: &str) -> RocksSessionStore {
         let prefix = format!("s{sender_comp_id}/{target_comp_id}/").into_bytes();
-        let mut write_options = WriteOptions::default();
-        // Written to the WAL but not synced per message: a crash of the machine may lose the
-        // last few outbound messages, which the counterparty then sees as a sequence gap and
-        // recovers by ResendRequest. The node's durability story is the journal, not this.
-        write_options.set_sync(false);
-        RocksSessionStore { store: self.clone(), prefix, write_options }
+        RocksSessionStore { store: self.clone(), prefix }
+    }
+}
+
+impl Drop for FixStore {
+    fn drop(&mut self) {
+        // A store dropped without a last flush (a test, an error path) still keeps what it was
+        // given; each handle flushes, which costs nothing when nothing is pending.
+        if let Err(error) = self.flush() {
+            eprintln!("fix: {error}");
+        }
     }
 }
 
@@ -131,7 +177,6 @@ impl FixStore {
 pub struct RocksSessionStore {
     store: FixStore,
     prefix: Vec<u8>,
-    write_options: WriteOptions,
 }
 
 impl std::fmt::Debug for RocksSessionStore {
@@ -161,6 +206,7 @@ impl RocksSessionStore {
     }
 
     fn read_u64(&self, suffix: &[u8]) -> Result<u64, StoreError> {
+        self.store.flush()?;
         let key = self.key(suffix);
         match self.store.db.get(&key).map_err(self.rocks())? {
             None => Ok(1),
@@ -178,14 +224,17 @@ impl SessionStore for RocksSessionStore {
 
     fn set_next_inbound(&mut self, next: u64) -> Result<(), StoreError> {
         let key = self.key(b"in");
-        self.store.db.put_opt(key, next.to_be_bytes(), &self.write_options).map_err(self.rocks())
+        self.store.stage(|batch| batch.put(key, next.to_be_bytes()));
+        Ok(())
     }
 
     fn append_outbound(&mut self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        batch.put(self.message_key(seq), bytes);
-        batch.put(self.key(b"out"), (seq + 1).to_be_bytes());
-        self.store.db.write_opt(batch, &self.write_options).map_err(self.rocks())
+        let (message_key, out_key) = (self.message_key(seq), self.key(b"out"));
+        self.store.stage(|batch| {
+            batch.put(message_key, bytes);
+            batch.put(out_key, (seq + 1).to_be_bytes());
+        });
+        Ok(())
     }
 
     fn outbound_range(
@@ -194,6 +243,7 @@ impl SessionStore for RocksSessionStore {
         end: u64,
         visit: &mut dyn FnMut(u64, &[u8]),
     ) -> Result<(), StoreError> {
+        self.store.flush()?;
         let first = self.message_key(begin);
         let message_prefix = self.key(b"m");
         let iterator = self.store.db.iterator(IteratorMode::From(&first, Direction::Forward));
@@ -212,18 +262,38 @@ impl SessionStore for RocksSessionStore {
     }
 
     fn reset(&mut self) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        batch.delete_range(self.message_key(0), self.message_key(u64::MAX));
-        batch.delete(self.message_key(u64::MAX));
-        batch.put(self.key(b"in"), 1u64.to_be_bytes());
-        batch.put(self.key(b"out"), 1u64.to_be_bytes());
-        self.store.db.write_opt(batch, &self.write_options).map_err(self.rocks())
+        let (first, last) = (self.message_key(0), self.message_key(u64::MAX));
+        let (in_key, out_key) = (self.key(b"in"), self.key(b"out"));
+        self.store.stage(|batch| {
+            batch.delete_range(&first, &last);
+            batch.delete(&last);
+            batch.put(in_key, 1u64.to_be_bytes());
+            batch.put(out_key, 1u64.to_be_bytes());
+        });
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_see_writes_that_no_flush_has_written_yet() {
+        let dir = std::env::temp_dir().join(format!("fix-store-pending-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = FixStore::open(&dir).unwrap();
+        let mut session = store.session("EXCH", "C1");
+        session.append_outbound(1, b"one").unwrap();
+        session.set_next_inbound(4).unwrap();
+        // A resend asked for in the same pass as the message was stored must still find it.
+        let mut seen = Vec::new();
+        session.outbound_range(1, 1, &mut |seq, bytes| seen.push((seq, bytes.to_vec()))).unwrap();
+        assert_eq!(seen, vec![(1, b"one".to_vec())]);
+        assert_eq!(session.sequence_numbers().unwrap(), (4, 2));
+        drop((session, store));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn rocks_store_keeps_sequences_and_messages_across_reopen() {

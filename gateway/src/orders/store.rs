@@ -10,12 +10,18 @@
 //! 'd' | 0                                 → seq (u64 big-endian): reports delivered up to here
 //! ```
 //!
+//! Requests and delivered marks are batched: they wait in a pending `WriteBatch` until
+//! [`OrderStore::flush`], so that the bridge pays one RocksDB write (one `write`, or one fsync)
+//! for all the requests of a pass, before it submits any of their commands. Reads flush first.
+//!
 //! Big-endian numbers make RocksDB's byte order the numeric order. A snapshot makes every
 //! request numbered below its `next_request` redundant, so storing one prunes those requests
 //! and all older snapshots but the previous one (kept in case the newest turns out unreadable).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
+use crate::rocks::append_mostly;
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 
 use super::{EntrySnapshot, Request};
@@ -39,13 +45,18 @@ pub enum OrderStoreError {
 pub struct OrderStore {
     db: DB,
     path: PathBuf,
-    /// Whether each write is fsynced before it returns.
+    /// Whether writes are fsynced.
     sync: bool,
+    /// Requests and marks not yet written; see the module documentation.
+    pending: Mutex<WriteBatch>,
 }
 
 impl std::fmt::Debug for OrderStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrderStore").field("path", &self.path).field("sync", &self.sync).finish()
+        f.debug_struct("OrderStore")
+            .field("path", &self.path)
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,15 +67,17 @@ fn key(space: u8, number: u64) -> [u8; 9] {
 }
 
 impl OrderStore {
-    /// Opens or creates the store in `directory`. With `sync`, every write is fsynced, which
-    /// matches a journal that fsyncs before release; without it a write survives a process
-    /// crash but not a power loss, like a page-cache journal.
+    /// Opens or creates the store in `directory`. With `sync`, every flush is fsynced, which
+    /// matches a journal that fsyncs before release; without it a flushed write survives a
+    /// process crash but not a power loss, like a page-cache journal.
     pub fn open(directory: &Path, sync: bool) -> Result<OrderStore, OrderStoreError> {
         let mut options = Options::default();
         options.create_if_missing(true);
+        append_mostly(&mut options);
         let db = DB::open(&options, directory)
             .map_err(|source| OrderStoreError::Rocks { path: directory.to_owned(), source })?;
-        Ok(OrderStore { db, path: directory.to_owned(), sync })
+        let pending = Mutex::new(WriteBatch::default());
+        Ok(OrderStore { db, path: directory.to_owned(), sync, pending })
     }
 
     fn rocks(&self) -> impl FnOnce(rocksdb::Error) -> OrderStoreError + '_ {
@@ -77,16 +90,33 @@ impl OrderStore {
         options
     }
 
-    /// Stores a request; call before submitting its commands.
+    fn stage(&self, stage: impl FnOnce(&mut WriteBatch)) {
+        stage(&mut self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Writes the pending requests and marks, fsynced under the sync policy. A request is
+    /// stored (as the policy defines it) only after the next flush.
+    pub fn flush(&self) -> Result<(), OrderStoreError> {
+        let batch = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            if pending.is_empty() {
+                return Ok(());
+            }
+            std::mem::take(&mut *pending)
+        };
+        self.db.write_opt(batch, &self.write_options()).map_err(self.rocks())
+    }
+
+    /// Stores a request (pending: [`OrderStore::flush`] before submitting its commands).
     pub fn put_request(&self, request: &Request) -> Result<(), OrderStoreError> {
         let value = serde_json::to_vec(request).expect("requests always serialize");
-        self.db
-            .put_opt(key(REQUEST, request.number), value, &self.write_options())
-            .map_err(self.rocks())
+        self.stage(|batch| batch.put(key(REQUEST, request.number), value));
+        Ok(())
     }
 
     /// Every stored request numbered `from` or later, in number order.
     pub fn requests_from(&self, from: u64) -> Result<Vec<Request>, OrderStoreError> {
+        self.flush()?;
         let mut requests = Vec::new();
         let mut iterator = self.db.raw_iterator();
         iterator.seek(key(REQUEST, from));
@@ -104,8 +134,9 @@ impl OrderStore {
         Ok(requests)
     }
 
-    /// Stores a snapshot and prunes what it makes redundant.
+    /// Stores a snapshot and prunes what it makes redundant, and flushes.
     pub fn put_snapshot(&self, snapshot: &EntrySnapshot) -> Result<(), OrderStoreError> {
+        self.flush()?;
         let value = serde_json::to_vec(snapshot).expect("snapshots always serialize");
         let mut batch = WriteBatch::default();
         batch.put(key(SNAPSHOT, snapshot.seq), value);
@@ -133,24 +164,27 @@ impl OrderStore {
         Ok(seqs)
     }
 
-    /// The newest snapshot that decodes, if any; an undecodable one is skipped for the one
-    /// before it, since replaying from further back gives the same state.
     /// Records that the reports of every command up to `seq` have been handed to the FIX
-    /// sessions (which store them before sending), so a restart sends the later ones.
+    /// sessions (which store them before sending), so a restart sends the later ones. Buffered
+    /// like every write: a mark lost in a crash makes the restart send more reports again.
     pub fn put_delivered(&self, seq: u64) -> Result<(), OrderStoreError> {
-        let options = self.write_options();
-        self.db.put_opt(key(DELIVERED, 0), seq.to_be_bytes(), &options).map_err(self.rocks())
+        self.stage(|batch| batch.put(key(DELIVERED, 0), seq.to_be_bytes()));
+        Ok(())
     }
 
     /// The seq [`OrderStore::put_delivered`] last recorded, if any.
     pub fn delivered(&self) -> Result<Option<u64>, OrderStoreError> {
+        self.flush()?;
         let value = self.db.get(key(DELIVERED, 0)).map_err(self.rocks())?;
         Ok(value
             .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
             .map(u64::from_be_bytes))
     }
 
+    /// The newest snapshot that decodes, if any; an undecodable one is skipped for the one
+    /// before it, since replaying from further back gives the same state.
     pub fn latest_snapshot(&self) -> Result<Option<EntrySnapshot>, OrderStoreError> {
+        self.flush()?;
         for seq in self.snapshot_seqs()?.into_iter().rev() {
             let Some(value) = self.db.get(key(SNAPSHOT, seq)).map_err(self.rocks())? else {
                 continue;
@@ -160,5 +194,14 @@ impl OrderStore {
             }
         }
         Ok(None)
+    }
+}
+
+impl Drop for OrderStore {
+    fn drop(&mut self) {
+        // Whatever was stored since the last flush is written before the database closes.
+        if let Err(error) = self.flush() {
+            eprintln!("fix: {error}");
+        }
     }
 }
