@@ -2,7 +2,8 @@
 //! and runs the FIX load generator of `benches::fix_bench` against it.
 //!
 //! The node started here is an ordinary [`Node`] on a fresh data directory, configured from the
-//! embedded default with loopback ports chosen by the OS, the durability policy asked for, and
+//! embedded default with loopback ports chosen by the OS, the durability and release policies
+//! asked for, and
 //! one FIX session per generator session, each trading for its own well-funded account with a
 //! throttle far above any offered rate (the benchmark measures the path, not the throttle).
 
@@ -15,6 +16,7 @@ use anyhow::Context;
 use benches::fix_bench::Length;
 use benches::{FixBenchConfig, FixBenchReport, FixLogin};
 use clap::Args;
+use sequencer::app_loop::Release;
 use sequencer::journal::Durability;
 use sequencer::ring::IdleConfig;
 
@@ -50,6 +52,11 @@ pub struct FixArgs {
     /// group-commit:MICROS:RECORDS or sync. With --connect, only a label for the report.
     #[arg(long)]
     durability: Option<Durability>,
+    /// When the started node releases reports: written (journal write in the page cache, the
+    /// group commit's fsync following) or durable (after the fsync: fsync before release)
+    /// [default: written]. With --connect, only a label for the report.
+    #[arg(long)]
+    release: Option<Release>,
     /// Run against the node at this address instead of starting one.
     #[arg(long)]
     connect: Option<SocketAddr>,
@@ -129,8 +136,12 @@ fn bench_logins(sessions: usize) -> Vec<FixLogin> {
 }
 
 /// The node's configuration: the embedded default with OS-chosen loopback ports, `durability`,
-/// and one session and funded account per generator session.
-pub fn node_toml(durability: &str, logins: &[FixLogin]) -> anyhow::Result<String> {
+/// `release`, and one session and funded account per generator session.
+pub fn node_toml(
+    durability: &str,
+    release: Release,
+    logins: &[FixLogin],
+) -> anyhow::Result<String> {
     let mut table: toml::Table = DEFAULT_TOML.parse()?;
     let node = table
         .entry("node")
@@ -140,6 +151,7 @@ pub fn node_toml(durability: &str, logins: &[FixLogin]) -> anyhow::Result<String
     node.insert("fix_listen".into(), "127.0.0.1:0".into());
     node.insert("http_listen".into(), "127.0.0.1:0".into());
     node.insert("durability".into(), durability.into());
+    node.insert("release".into(), release.to_string().into());
     let mut sessions = toml::value::Array::new();
     let mut accounts =
         table.get("accounts").and_then(toml::Value::as_array).cloned().unwrap_or_default();
@@ -200,6 +212,17 @@ fn policy_text(durability: Durability) -> String {
     benches::durable::policy_name(durability)
 }
 
+fn release(args: &FixArgs) -> Release {
+    args.release.unwrap_or(Release::Written)
+}
+
+fn release_text(release: Release) -> String {
+    match release {
+        Release::Written => "written (journal in the page cache)".to_string(),
+        Release::Durable => "durable (fsync before release)".to_string(),
+    }
+}
+
 /// Runs `exchange bench fix` and prints its report (not the JSON line).
 pub fn run(args: &FixArgs, out: &mut impl Write) -> anyhow::Result<FixBenchReport> {
     if let Some(address) = args.connect {
@@ -207,6 +230,10 @@ pub fn run(args: &FixArgs, out: &mut impl Write) -> anyhow::Result<FixBenchRepor
         config.durability = args.durability.map_or_else(
             || "as configured on the node (not known to the generator)".to_string(),
             policy_text,
+        );
+        config.release = args.release.map_or_else(
+            || "as configured on the node (not known to the generator)".to_string(),
+            release_text,
         );
         config.node = format!("already running at {address}");
         return Ok(benches::fix_bench::run(&config, out)?);
@@ -222,7 +249,8 @@ pub fn run(args: &FixArgs, out: &mut impl Write) -> anyhow::Result<FixBenchRepor
     }
     std::fs::create_dir_all(&data_dir)?;
     let config_path = data_dir.join("bench-fix.toml");
-    std::fs::write(&config_path, node_toml(&policy_text(durability), &logins)?)?;
+    let toml = node_toml(&policy_text(durability), release(args), &logins)?;
+    std::fs::write(&config_path, toml)?;
     let result = run_on_node(args, &data_dir, &config_path, durability, logins, out);
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
@@ -247,9 +275,11 @@ fn run_on_node(
     let (node, _config) = Node::start(&run_args).context("starting the node")?;
     let mut config = bench_config(args, node.fix_address, logins)?;
     config.durability = policy_text(durability);
+    config.release = release_text(release(args));
     config.node = format!(
         "started in this process on {}: application loop pinned to the last core, idle {}; \
-         FIX gateway I/O thread and journal flusher not pinned, gateway idle {}; data in {}",
+         every other thread (FIX gateway I/O, journal flushers, HTTP) kept off that core, \
+         gateway idle {}; data in {}",
         node.fix_address,
         args.idle,
         args.gateway_idle,

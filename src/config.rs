@@ -66,6 +66,9 @@ pub struct NodeSection {
     pub http_listen: String,
     /// `page-cache`, `group-commit`, `group-commit:<µs>:<records>` or `sync`.
     pub durability: String,
+    /// When reports and acknowledgements leave: `written` (the journal write reached the page
+    /// cache; group commit's fsync follows) or `durable` (after the fsync).
+    pub release: String,
     /// A snapshot every this many commands; zero for none.
     pub snapshot_every: u64,
     /// Our CompID on every FIX session (SenderCompID of what we send).
@@ -78,6 +81,7 @@ impl Default for NodeSection {
             fix_listen: "127.0.0.1:9878".to_owned(),
             http_listen: "127.0.0.1:8080".to_owned(),
             durability: "group-commit".to_owned(),
+            release: "written".to_owned(),
             snapshot_every: sequencer::sequencer::SNAPSHOT_EVERY_COMMANDS,
             fix_comp_id: "EXCHANGE".to_owned(),
         }
@@ -230,6 +234,7 @@ impl Config {
             }
         }
         self.durability()?;
+        self.release()?;
         for session in &self.fix_sessions {
             let place = format!("fix_sessions {}", session.comp_id);
             if session.accounts.is_empty() || session.throttle_per_second == 0 {
@@ -253,6 +258,14 @@ impl Config {
             place: "node.durability".to_owned(),
             message,
         })
+    }
+
+    /// When the node releases output; see [`sequencer::app_loop::Release`].
+    pub fn release(&self) -> Result<sequencer::app_loop::Release, ConfigError> {
+        self.node
+            .release
+            .parse()
+            .map_err(|message| ConfigError::Invalid { place: "node.release".to_owned(), message })
     }
 
     pub fn engine_config(&self) -> EngineConfig {

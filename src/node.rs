@@ -297,7 +297,8 @@ impl Node {
             http_config.finished_orders_max,
         );
 
-        let loop_config = LoopConfig { echo_commands: true, ..LoopConfig::default() };
+        let loop_config =
+            LoopConfig { echo_commands: true, release: config.release()?, ..LoopConfig::default() };
         let mut app =
             AppLoop::new(sequencer, fix_input_consumer, Some(fix_output_producer), loop_config);
         app.add_input(http_input_consumer);

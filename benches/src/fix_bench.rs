@@ -96,6 +96,8 @@ pub struct FixBenchConfig {
     pub out_dir: PathBuf,
     /// The node's durability policy, as the CLI spells it, for the report.
     pub durability: String,
+    /// When the node releases reports (`written` or `durable`), for the report.
+    pub release: String,
     /// Where the node runs and how its threads wait and are pinned, for the report.
     pub node: String,
 }
@@ -118,6 +120,7 @@ impl FixBenchConfig {
             seed: 1,
             out_dir: PathBuf::from("bench-out"),
             durability: "unknown".to_string(),
+            release: "unknown".to_string(),
             node: "unknown".to_string(),
         }
     }
@@ -985,6 +988,7 @@ pub struct FixBenchReport {
     pub p9999_ns: u64,
     pub max_ns: u64,
     pub durability: String,
+    pub release: String,
     pub sessions: usize,
     pub rates: Vec<FixRateReport>,
     pub closed_loop: Option<ClosedLoopReport>,
@@ -1143,7 +1147,11 @@ pub fn run(config: &FixBenchConfig, out: &mut dyn Write) -> Result<FixBenchRepor
         "machine: {} ({} logical CPUs, {})",
         machine.cpu_model, machine.logical_cpus, machine.os
     )?;
-    writeln!(out, "node: {}; durability {}", config.node, config.durability)?;
+    writeln!(
+        out,
+        "node: {}; durability {}; reports released when {}",
+        config.node, config.durability, config.release
+    )?;
     writeln!(
         out,
         "load: {} FIX 4.4 sessions ({}) on {} over loopback TCP, one generator thread; mix on \
@@ -1161,7 +1169,7 @@ pub fn run(config: &FixBenchConfig, out: &mut dyn Write) -> Result<FixBenchRepor
         out,
         "latency = first answer (ExecutionReport, OrderCancelReject or reject) read by the \
          generator − the message's intended send time (open loop, coordinated omission \
-         corrected); reports leave the node only once durable"
+         corrected); reports leave the node only once released under its policy (above)"
     )?;
     out.flush()?;
     let thread_config = config.clone();
@@ -1212,7 +1220,7 @@ pub fn run(config: &FixBenchConfig, out: &mut dyn Write) -> Result<FixBenchRepor
         }
     }
     let title =
-        format!("FIX wire-to-wire, {} sessions, {}", config.sessions.len(), config.durability);
+        format!("FIX wire-to-wire, {} sessions, {}", config.sessions.len(), policies(config));
     crate::plot::percentile_plot(&path, &title, &series)?;
     writeln!(out, "plot: {}", path.display())?;
     let headline = rates[0].new_orders.clone();
@@ -1222,7 +1230,7 @@ pub fn run(config: &FixBenchConfig, out: &mut dyn Write) -> Result<FixBenchRepor
          {} (targets at 50,000/s, 4 sessions, group-commit: p50 ≤ 15 µs, p99 ≤ 40 µs, p99.9 ≤ \
          100 µs); sustained closed loop {}/s (target ≥ 200,000/s)",
         human_rate(headline.offered_per_sec as f64),
-        config.durability,
+        policies(config),
         human_ns(headline.p50_ns),
         human_ns(headline.p99_ns),
         human_ns(headline.p999_ns),
@@ -1243,6 +1251,7 @@ pub fn run(config: &FixBenchConfig, out: &mut dyn Write) -> Result<FixBenchRepor
         p9999_ns: headline.p9999_ns,
         max_ns: headline.max_ns,
         durability: config.durability.clone(),
+        release: config.release.clone(),
         sessions: config.sessions.len(),
         rates,
         closed_loop: measured.closed,
@@ -1251,4 +1260,9 @@ pub fn run(config: &FixBenchConfig, out: &mut dyn Write) -> Result<FixBenchRepor
         generator_pinning: measured.pinning,
         node: config.node.clone(),
     })
+}
+
+/// The durability and release policies, as titles and headlines name them.
+fn policies(config: &FixBenchConfig) -> String {
+    format!("{}, released when {}", config.durability, config.release)
 }

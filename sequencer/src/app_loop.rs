@@ -2,8 +2,9 @@
 //!
 //! Each duty cycle ([`AppLoop::do_work`]) drains in-process control messages, polls the input
 //! ring under a fixed limit, sequences and applies every command it finds, commits the batch
-//! under the durability policy, and then releases to the output ring the events of every command
-//! the durable watermark has passed. It returns how much work it did, and the caller's idle
+//! under the durability policy, and then releases to the output ring the events of every
+//! command the release watermark has passed ([`Release`]: the durable watermark, or the
+//! written one). It returns how much work it did, and the caller's idle
 //! strategy decides whether to spin, yield or park (Agrona's `Agent::doWork`). Events wait in a
 //! pre-allocated buffer until they are durable; when that buffer or the output ring is full, the
 //! loop stops taking input, so back-pressure reaches the producers as a full input ring rather
@@ -63,6 +64,43 @@ pub struct LoopProgress {
     pub stopped: AtomicBool,
 }
 
+/// When a command's output may leave the loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Release {
+    /// Once the command is durable under the journal's policy: under group commit, after the
+    /// fsync that covers it (fsync before release). Nothing released is lost even when the
+    /// machine fails.
+    #[default]
+    Durable,
+    /// Once the command is written to the journal (the page cache), whatever the policy still
+    /// owes: under group commit the fsync follows within its interval. Nothing released is lost
+    /// when the process fails; a failure of the machine may lose what was released within the
+    /// last group-commit interval.
+    Written,
+}
+
+impl std::fmt::Display for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Release::Durable => "durable",
+            Release::Written => "written",
+        })
+    }
+}
+
+impl std::str::FromStr for Release {
+    type Err = String;
+
+    /// `durable` or `written`.
+    fn from_str(text: &str) -> Result<Release, String> {
+        match text {
+            "durable" => Ok(Release::Durable),
+            "written" => Ok(Release::Written),
+            _ => Err(format!("unknown release {text:?}: expected durable or written")),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct LoopConfig {
     /// Commands taken from the input ring per cycle.
@@ -73,11 +111,18 @@ pub struct LoopConfig {
     /// events ([`crate::record::decode_output`]), so that producers can match answers to their
     /// requests.
     pub echo_commands: bool,
+    /// When output may leave: see [`Release`].
+    pub release: Release,
 }
 
 impl Default for LoopConfig {
     fn default() -> LoopConfig {
-        LoopConfig { batch_max: 256, pending_events_max: 1 << 16, echo_commands: false }
+        LoopConfig {
+            batch_max: 256,
+            pending_events_max: 1 << 16,
+            echo_commands: false,
+            release: Release::Durable,
+        }
     }
 }
 
@@ -261,7 +306,11 @@ impl AppLoop {
     /// and events) are published to an output together, so a consumer that has drained its ring
     /// is always at a command boundary.
     fn release(&mut self) -> usize {
-        let durable = self.stats.durable_seq;
+        // Every command sequenced so far was committed (written) in this cycle or an earlier one.
+        let durable = match self.config.release {
+            Release::Durable => self.stats.durable_seq,
+            Release::Written => self.sequencer.seq(),
+        };
         while self.pending.get(self.durable_end).is_some_and(|(seq, _)| *seq <= durable) {
             self.durable_end += 1;
         }

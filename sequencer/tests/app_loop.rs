@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use engine::{AccountId, Amount, AssetId, Command, CommandBody, EngineConfig, TransactionId};
-use sequencer::app_loop::{AppLoop, Control, LoopConfig};
+use sequencer::app_loop::{AppLoop, Control, LoopConfig, Release};
 use sequencer::journal::Durability;
 use sequencer::record::{
     decode_command_origin, decode_event, decode_output, encode_command, encode_command_from,
@@ -94,10 +94,29 @@ fn events_wait_for_the_durable_watermark() {
 }
 
 #[test]
+fn release_on_write_does_not_wait_for_the_group_commit_but_the_watermark_still_does() {
+    let dir = TempDir::new("release-written");
+    let group = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: 1 << 20 };
+    let (mut input, consumer, output, mut reader) = rings(64, 64);
+    let config = LoopConfig { release: Release::Written, ..LoopConfig::default() };
+    let mut app = AppLoop::new(sequencer(&dir, group), consumer, Some(output), config);
+    setup(&mut input);
+    assert_eq!(app.do_work().unwrap(), 6, "three commands taken, three events released");
+    let mut seqs = Vec::new();
+    reader.poll(64, |bytes| seqs.push(decode_event(bytes.try_into().unwrap()).unwrap().seq));
+    assert_eq!(seqs, vec![1, 2, 3], "released once written, before any fsync");
+    assert_eq!(app.stats().durable_seq, 0, "the durable watermark still waits for the fsync");
+    app.control().push(Control::Flush).unwrap();
+    app.do_work().unwrap();
+    assert_eq!(app.stats().durable_seq, 3);
+    assert_eq!(reader.poll(64, |_| {}), 0, "nothing released twice");
+}
+
+#[test]
 fn a_full_output_ring_holds_input_back_and_loses_nothing() {
     let dir = TempDir::new("backpressure");
     let (mut input, consumer, output, mut reader) = rings(1024, 4);
-    let config = LoopConfig { batch_max: 8, pending_events_max: 16, echo_commands: false };
+    let config = LoopConfig { batch_max: 8, pending_events_max: 16, ..LoopConfig::default() };
     let mut app =
         AppLoop::new(sequencer(&dir, Durability::PageCache), consumer, Some(output), config);
     setup(&mut input);
@@ -201,7 +220,7 @@ fn every_output_gets_every_record_in_order_and_a_slow_one_holds_back_only_the_bu
     let dir = TempDir::new("outputs");
     let (mut input, consumer, output, mut fast) = rings(1024, 1024);
     let (second, mut slow) = Ring::create_in_memory(8, RECORD_BYTES).unwrap().split();
-    let config = LoopConfig { batch_max: 8, pending_events_max: 64, echo_commands: false };
+    let config = LoopConfig { batch_max: 8, pending_events_max: 64, ..LoopConfig::default() };
     let mut app =
         AppLoop::new(sequencer(&dir, Durability::PageCache), consumer, Some(output), config);
     app.add_output(second);

@@ -269,7 +269,7 @@ fn the_loop_takes_snapshots_periodically_and_on_demand() {
     let (sequencer, _) = Sequencer::open(&config(&dir.0, 40, 10)).unwrap();
     let (mut input, consumer) = Ring::create_in_memory(256, RECORD_BYTES).unwrap().split();
     let loop_config =
-        LoopConfig { batch_max: 16, pending_events_max: 1 << 12, echo_commands: false };
+        LoopConfig { batch_max: 16, pending_events_max: 1 << 12, ..LoopConfig::default() };
     let mut app = AppLoop::new(sequencer, consumer, None, loop_config);
     let mut commands = genesis();
     commands.extend(trading(90, 1));

@@ -253,7 +253,7 @@ impl Acceptor {
     /// After a pass that did work, or while the application awaits answers, the next pass
     /// starts at once; otherwise the configured idle strategy decides: busy-spin and yield
     /// never sleep (for a thread with a core of its own), backoff sleeps in `epoll_wait` until a
-    /// socket is ready or [`SLEEP_MAX`] has passed.
+    /// socket is ready or a millisecond has passed.
     pub fn run<A: Application>(&mut self, application: &mut A, stop: &AtomicBool) {
         let sleep = match self.config.idle {
             IdleConfig::Backoff(_) => Some(SLEEP_MAX),
