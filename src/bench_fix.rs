@@ -68,7 +68,9 @@ pub struct FixArgs {
     #[arg(long, default_value = "busy-spin")]
     idle: IdleConfig,
     /// How the started node's FIX I/O thread waits when idle (it shares a core with the
-    /// generator on two cores).
+    /// generator on two cores): backoff sleeps in epoll until a socket is ready (up to 1 ms)
+    /// whenever no answer is awaited, and its spin and park settings do not apply; busy-spin
+    /// and yield never sleep.
     #[arg(long, default_value = "backoff")]
     gateway_idle: IdleConfig,
     /// Data directory of the started node [default: a fresh directory under the system's
