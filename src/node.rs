@@ -379,6 +379,11 @@ pub fn run(args: &RunArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> 
         args.data_dir.display(),
         node.resume_seq
     )?;
+    writeln!(
+        out,
+        "durability {}; reports and acknowledgements released once {}",
+        config.node.durability, config.node.release
+    )?;
     writeln!(out, "FIX 4.4 on {}: TargetCompID {}", node.fix_address, config.node.fix_comp_id)?;
     for session in &config.fix_sessions {
         writeln!(

@@ -302,3 +302,55 @@ fn the_http_api_of_exchange_run_moves_funds_and_remembers_them_across_a_restart(
     assert!(retry.to_ascii_lowercase().contains("idempotent-replayed: true"), "{retry}");
     node.stop();
 }
+
+/// The CPUs a thread may run on, from `/proc/<pid>/task/<tid>/status` (`Cpus_allowed_list`,
+/// such as `0-1` or `0,2-3`).
+fn allowed_cpus(status: &str) -> Vec<usize> {
+    let list = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .expect("the status names the allowed CPUs")
+        .trim();
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((first, last)) => {
+                cpus.extend(first.parse::<usize>().unwrap()..=last.parse::<usize>().unwrap());
+            }
+            None => cpus.push(part.parse().unwrap()),
+        }
+    }
+    cpus
+}
+
+#[test]
+fn exchange_run_keeps_every_thread_but_the_loop_off_the_loops_core() {
+    let dir = TempDir::new("affinity");
+    let config = config(&dir.0);
+    let mut node = NodeProcess::start(&dir.0.join("data"), &config);
+    let pid = node.child.id();
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap().trim().to_owned();
+        let tid: u32 = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
+        let cpus = allowed_cpus(&std::fs::read_to_string(task.join("status")).unwrap());
+        threads.push((tid, name, cpus));
+    }
+    let (_, _, loop_cpus) = threads
+        .iter()
+        .find(|(_, name, _)| name == "application-loo")
+        .expect("the application loop thread runs");
+    if std::thread::available_parallelism().unwrap().get() >= 2 {
+        assert_eq!(loop_cpus.len(), 1, "the loop is pinned: {threads:?}");
+        let core = loop_cpus[0];
+        // The main thread only waits for a signal; it gets its own affinity back.
+        for (tid, name, cpus) in threads.iter().filter(|(tid, _, _)| *tid != pid) {
+            if name != "application-loo" {
+                assert!(!cpus.contains(&core), "thread {tid} {name} may run on {core}: {cpus:?}");
+            }
+        }
+        assert!(threads.iter().any(|(_, name, _)| name == "fix-acceptor"), "{threads:?}");
+    }
+    node.stop();
+}
