@@ -128,7 +128,7 @@ fn bench_config(
 }
 
 /// The sessions the generator logs on with, against a node started here.
-fn bench_logins(sessions: usize) -> Vec<FixLogin> {
+pub fn bench_logins(sessions: usize) -> Vec<FixLogin> {
     (1..=sessions)
         .map(|index| FixLogin {
             comp_id: format!("BENCH{index}"),

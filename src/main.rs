@@ -2,6 +2,7 @@
 //! workspace crate; this file turns flags into that crate's settings and prints its results.
 
 mod bench_fix;
+mod bench_fix_path;
 mod config;
 mod history;
 mod huge_pages;
@@ -151,6 +152,9 @@ enum Bench {
     /// FIX 4.4 sessions over loopback TCP against a node started here (or --connect): open-loop
     /// wire-to-wire latency, NewOrderSingle to first ExecutionReport, and closed-loop throughput.
     Fix(bench_fix::FixArgs),
+    /// The FIX order path's CPU cost per message, stage by stage, on one thread without
+    /// sockets: decode, session, order entry, stores, loop, reports, encode.
+    FixPath(bench_fix_path::FixPathArgs),
 }
 
 /// Flags shared by both benchmarks. Unset flags take the defaults (or the --quick defaults).
@@ -452,6 +456,7 @@ fn main() -> anyhow::Result<()> {
                 writeln!(out, "{}", report.to_json_line()?)?;
             }
         }
+        Command::Bench { bench: Bench::FixPath(args) } => bench_fix_path::run(&args, &mut out)?,
         Command::Config { config } => check_config(config.as_deref(), &mut out)?,
         Command::Run { data_dir, config, idle } => {
             let gateway_idle = idle;

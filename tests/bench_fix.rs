@@ -50,3 +50,20 @@ fn quick_fix_bench_reports_json_and_files() {
     }
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+#[test]
+fn fix_path_bench_times_every_stage_of_real_messages() {
+    let output = Command::new(env!("CARGO_BIN_EXE_exchange"))
+        .args(["bench", "fix-path", "--messages", "200", "--warmup", "50"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // Every second order fills the one before it: an ack for each, and two fill reports per
+    // pair, so two reports per message; fewer would mean a stage did not run.
+    assert!(stdout.contains("; 400 execution reports"), "{stdout}");
+    for stage in ["frame + decode", "application loop", "session outbound", "total per message"] {
+        assert!(stdout.contains(stage), "missing {stage}: {stdout}");
+    }
+}
