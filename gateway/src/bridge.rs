@@ -6,9 +6,9 @@
 //! and there the bridge flushes the store once for all the requests of the pass and only then
 //! pushes their commands, each request's all or none, into the gateway's input ring. Outbound, on
 //! every acceptor iteration it drains its output ring (echoed commands and their events, released
-//! only once durable, so no report ever runs ahead of the journal) into the order entry and sends
-//! what comes out to the sessions. All of it runs on the acceptor's I/O thread, never on the
-//! engine's.
+//! under the node's release policy, so no report ever runs ahead of the journal) into the order
+//! entry and sends what comes out to the sessions. All of it runs on the acceptor's I/O thread,
+//! never on the engine's.
 //!
 //! After a restart, [`FixBridge::recover`] restores the order entry from its newest stored
 //! snapshot and the requests stored after it, then replays the journals from the snapshot's seq,
@@ -382,17 +382,22 @@ impl Application for FixBridge {
                 Err(error) => eprintln!("fix: recording delivered seq {}: {error}", self.delivered),
             }
         }
-        if self.unflushed_since_ns.is_some_and(|since| now_ns() - since >= DELIVERED_FLUSH_NS) {
+        let due = |since: u64| now_ns().saturating_sub(since) >= DELIVERED_FLUSH_NS;
+        if self.unflushed_since_ns.is_some_and(due) {
             self.flush_store();
         }
-        let Self { output, entry, answered, .. } = self;
+        let Self { output, entry, answered, pushed, .. } = self;
         let taken = output.poll(POLL_LIMIT, |bytes| {
             let record: &Record = bytes.try_into().expect("output slots are records");
             match decode_output(record) {
                 Ok(output) => {
                     if let Output::Echo { origin, .. } = &output {
                         let source = origin_source(*origin);
-                        *answered += u64::from(source == SOURCE_FIX || source == SOURCE_DISCONNECT);
+                        if source == SOURCE_FIX || source == SOURCE_DISCONNECT {
+                            // Capped: an echo of a command pushed before a restart answers
+                            // nothing this process is waiting for.
+                            *answered = (*answered + 1).min(*pushed);
+                        }
                     }
                     entry.on_output(&output)
                 }
