@@ -141,6 +141,14 @@ impl Client {
         self.recv()
     }
 
+    /// Logs on without a password (resuming the session's sequence numbers as stored) and
+    /// returns the answer; `None` if the acceptor closed the connection instead.
+    fn try_recv_after_logon(&mut self) -> Option<Received> {
+        let fields = [(98, "0"), (108, "30"), (141, "Y")];
+        self.send("A", &fields);
+        self.try_recv()
+    }
+
     /// The next whole message; `None` once the acceptor has closed the connection.
     fn try_recv(&mut self) -> Option<Received> {
         loop {
@@ -403,4 +411,38 @@ fn sessions_survive_an_acceptor_restart_and_resend_old_messages() {
     assert_eq!(client2.recv().seq(), 5);
     acceptor.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused_and_freed_slots_serve_new_ones() {
+    let mut config = AcceptorConfig::new("127.0.0.1:0".parse().unwrap(), sessions());
+    config.connections_max = 2;
+    let (acceptor, _) = start(config);
+    let mut first = Client::connect(acceptor.local_addr(), "C1");
+    first.logon(Some("pw1"));
+    let idle = Client::connect(acceptor.local_addr(), "C2");
+    // Both slots are taken: a third connection is accepted and closed at once.
+    let mut refused = Client::connect(acceptor.local_addr(), "C2");
+    assert!(refused.until_closed().is_empty());
+    drop(idle);
+    // The freed slot (and its epoll token) serves one connection after another; a retry loop
+    // bounded by the failure timeout waits for the acceptor to see the close.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    for round in 0..10 {
+        let mut client = loop {
+            let mut client = Client::connect(acceptor.local_addr(), "C2");
+            if let Some(answer) = client.try_recv_after_logon() {
+                assert_eq!(answer.msg_type(), "A", "round {round}");
+                break client;
+            }
+            assert!(std::time::Instant::now() < deadline, "the slot was never freed");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        client.send("5", &[]);
+        assert_eq!(client.recv().msg_type(), "5");
+        assert!(client.until_closed().is_empty());
+    }
+    first.send("1", &[(112, "still-here")]);
+    assert_eq!(first.recv().get(112), Some("still-here"));
+    acceptor.stop();
 }
