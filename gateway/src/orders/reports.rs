@@ -6,6 +6,7 @@ use engine::{Price, Quantity};
 
 use super::instrument::Instrument;
 use super::Order;
+use crate::fix::codec::{format_utc_timestamp, TIMESTAMP_LEN};
 use crate::message::Message;
 
 /// FIX tags this module writes, by name, so that builders read like the specification.
@@ -47,36 +48,12 @@ pub(crate) mod tag {
 }
 
 /// Formats nanoseconds since the Unix epoch as a FIX UTCTimestamp with milliseconds,
-/// `YYYYMMDD-HH:MM:SS.sss`, the precision FIX 4.4 defines.
+/// `YYYYMMDD-HH:MM:SS.sss`, the precision FIX 4.4 defines: the session layer's formatter, into
+/// a string of its own for a message field.
 pub fn utc_timestamp(timestamp_ns: u64) -> String {
-    let millis = timestamp_ns / 1_000_000;
-    let seconds = millis / 1000;
-    let days = seconds / 86_400;
-    let in_day = seconds % 86_400;
-    let (year, month, day) = civil_date(days);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}:{:02}:{:02}.{:03}",
-        in_day / 3600,
-        in_day / 60 % 60,
-        in_day % 60,
-        millis % 1000
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01: the usual era-of-400-years
-/// arithmetic, counted from 0000-03-01 so that the leap day falls at the end of a year.
-fn civil_date(days: u64) -> (u64, u64, u64) {
-    let shifted = days + 719_468;
-    let era = shifted / 146_097;
-    let day_of_era = shifted % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let mut text = String::with_capacity(TIMESTAMP_LEN);
+    format_utc_timestamp(timestamp_ns, &mut text);
+    text
 }
 
 /// What one ExecutionReport says beyond the order's own state.
