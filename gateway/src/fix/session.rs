@@ -325,14 +325,7 @@ impl Session {
         if is_session_level(&message.msg_type) {
             return Err(SendError::SessionLevel(message.msg_type.clone()));
         }
-        let seq = self.next_outbound;
-        let mark = self.transmit.len();
-        self.send(now_ns, &message.msg_type, &message.fields)
-            .map_err(|error| StoreErrorText(error.to_string()))?;
-        if self.status == Status::Disconnected {
-            self.transmit.truncate(mark);
-        }
-        Ok(seq)
+        self.send_from_application(now_ns, message)
     }
 
     /// Sends a Reject (3) the application wrote about a message it could not read (a missing or
@@ -345,6 +338,11 @@ impl Session {
         if message.msg_type != "3" {
             return Err(SendError::SessionLevel(message.msg_type.clone()));
         }
+        self.send_from_application(now_ns, message)
+    }
+
+    /// Numbers, stores and (while logged on) transmits a message the application checked.
+    fn send_from_application(&mut self, now_ns: u64, message: &Message) -> Result<u64, SendError> {
         let seq = self.next_outbound;
         let mark = self.transmit.len();
         self.send(now_ns, &message.msg_type, &message.fields)
