@@ -242,22 +242,31 @@ pub fn run(args: &FixArgs, out: &mut impl Write) -> anyhow::Result<FixBenchRepor
     }
     let durability = args.durability.unwrap_or_else(benches::durable::group_commit);
     let logins = bench_logins(args.sessions);
-    let temporary = args.data_dir.is_none();
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("exchange-bench-fix-{}", std::process::id()))
-    });
-    if temporary {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
-    std::fs::create_dir_all(&data_dir)?;
-    let config_path = data_dir.join("bench-fix.toml");
-    let toml = node_toml(&policy_text(durability), release(args), &logins)?;
-    std::fs::write(&config_path, toml)?;
-    let result = run_on_node(args, &data_dir, &config_path, durability, logins, out);
-    if temporary {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
-    result
+    in_data_dir(args.data_dir.as_deref(), "exchange-bench-fix", |data_dir| {
+        let config_path = data_dir.join("bench-fix.toml");
+        let toml = node_toml(&policy_text(durability), release(args), &logins)?;
+        std::fs::write(&config_path, toml)?;
+        run_on_node(args, data_dir, &config_path, durability, logins, out)
+    })
+}
+
+/// Runs `run` in `given`, or in a fresh directory `<temp>/<name>-<pid>` that is removed
+/// afterwards, whatever the outcome.
+pub fn in_data_dir<T>(
+    given: Option<&Path>,
+    name: &str,
+    run: impl FnOnce(&Path) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let Some(given) = given else {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let result = run(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        return result;
+    };
+    std::fs::create_dir_all(given)?;
+    run(given)
 }
 
 fn run_on_node(

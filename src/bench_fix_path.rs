@@ -35,7 +35,7 @@ use sequencer::journal::Durability;
 use sequencer::record::RECORD_BYTES;
 use sequencer::ring::Ring;
 
-use crate::bench_fix::{bench_logins, node_toml};
+use crate::bench_fix::{bench_logins, in_data_dir, node_toml};
 use crate::config::Config;
 use crate::node::{fix_sessions, instruments};
 use crate::simulate::open_sequencer;
@@ -86,19 +86,7 @@ struct FixPath {
 
 /// Runs the benchmark and prints its report.
 pub fn run(args: &FixPathArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let temporary = args.data_dir.is_none();
-    let dir = args.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("exchange-bench-fix-path-{}", std::process::id()))
-    });
-    if temporary {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    std::fs::create_dir_all(&dir)?;
-    let result = measure(args, &dir, out);
-    if temporary {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    in_data_dir(args.data_dir.as_deref(), "exchange-bench-fix-path", |dir| measure(args, dir, out))
 }
 
 fn measure(args: &FixPathArgs, dir: &Path, out: &mut impl Write) -> anyhow::Result<()> {
