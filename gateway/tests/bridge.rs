@@ -2,11 +2,13 @@
 //! whose report never left before the node died is reported after the restart, and one that did
 //! leave is not reported twice.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::TempDir;
+use std::path::Path;
 
 use engine::{
-    AccountId, Amount, AssetId, CommandBody, EngineConfig, InstrumentId, InstrumentSpec, Price,
-    Quantity, TransactionId,
+    AccountId, Amount, AssetId, CommandBody, EngineConfig, InstrumentSpec, TransactionId,
 };
 use gateway::bridge::FixBridge;
 use gateway::fix::{Application, Outbox, SessionConfig, SessionKey};
@@ -19,39 +21,8 @@ use sequencer::record::RECORD_BYTES;
 use sequencer::ring::Ring;
 use sequencer::sequencer::{Sequencer, SequencerConfig};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("gateway-bridge-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn spec() -> InstrumentSpec {
-    InstrumentSpec {
-        instrument: InstrumentId(0),
-        base_asset: AssetId(0),
-        quote_asset: AssetId(1),
-        tick_size: Price(1),
-        lot_size: Quantity(1),
-        quantity_min: Quantity(1),
-        quantity_max: Quantity(1_000),
-        base_per_lot: 1_000_000,
-        quote_per_tick_lot: 1,
-        reference_price: Price(60_000),
-        band_bps: 5_000,
-        maker_fee_bps: 10,
-        taker_fee_bps: 20,
-    }
+    common::btc_usd_spec()
 }
 
 fn sequencer(data_dir: &Path) -> Sequencer {
@@ -149,7 +120,7 @@ fn reports(outbox: &mut Outbox) -> Vec<String> {
 
 #[test]
 fn a_report_that_never_left_is_sent_after_the_restart_and_one_that_left_is_not_sent_again() {
-    let dir = TempDir::new("delivered");
+    let dir = TempDir::new("gateway-bridge", "delivered");
     let key = SessionKey(0);
     let mut node = start(&dir.0);
     let mut outbox = Outbox::default();
@@ -186,7 +157,7 @@ fn a_report_that_never_left_is_sent_after_the_restart_and_one_that_left_is_not_s
 
 #[test]
 fn a_full_input_ring_is_a_business_reject_and_the_order_can_be_sent_again() {
-    let dir = TempDir::new("full");
+    let dir = TempDir::new("gateway-bridge", "full");
     let key = SessionKey(0);
     let mut node = start(&dir.0);
     let session = node.session.clone();
@@ -232,7 +203,7 @@ fn a_full_input_ring_is_a_business_reject_and_the_order_can_be_sent_again() {
 
 #[test]
 fn the_bridge_is_busy_from_an_order_until_its_answer_arrives() {
-    let dir = TempDir::new("busy");
+    let dir = TempDir::new("gateway-bridge", "busy");
     let key = SessionKey(0);
     let mut node = start(&dir.0);
     let session = node.session.clone();

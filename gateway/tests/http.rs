@@ -3,6 +3,9 @@
 //! input ring plays the FIX gateway. Every wait is on an answer; time bounds are only failure
 //! limits.
 
+mod common;
+
+use common::TempDir;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -36,23 +39,6 @@ const BOB: &str = "bob-key";
 const SLOW: &str = "slow-key";
 const WAIT_LIMIT: Duration = Duration::from_secs(20);
 
-/// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("gateway-http-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn engine_config() -> EngineConfig {
     EngineConfig {
         assets_max: 4,
@@ -72,21 +58,7 @@ fn genesis() -> Vec<CommandBody> {
     let mut commands = vec![
         CommandBody::AddAsset { asset: AssetId(0), scale: 8 },
         CommandBody::AddAsset { asset: AssetId(1), scale: 2 },
-        CommandBody::AddInstrument(InstrumentSpec {
-            instrument: InstrumentId(0),
-            base_asset: AssetId(0),
-            quote_asset: AssetId(1),
-            tick_size: Price(1),
-            lot_size: Quantity(1),
-            quantity_min: Quantity(1),
-            quantity_max: Quantity(1_000),
-            base_per_lot: 1_000_000,
-            quote_per_tick_lot: 1,
-            reference_price: Price(60_000),
-            band_bps: 5_000,
-            maker_fee_bps: 10,
-            taker_fee_bps: 20,
-        }),
+        CommandBody::AddInstrument(common::btc_usd_spec()),
     ];
     for account in 1..=4u32 {
         commands.push(CommandBody::CreateAccount { account: AccountId(account) });
@@ -152,7 +124,7 @@ struct Node {
 
 impl Node {
     fn start(name: &str) -> Node {
-        Node::open(TempDir::new(name))
+        Node::open(TempDir::new("gateway-http", name))
     }
 
     /// Stops everything and starts again on the same data directory.
@@ -713,7 +685,7 @@ fn health_metrics_openapi_and_throttling() {
 /// get 503 at once: back-pressure, never a blocked worker.
 #[test]
 fn full_input_ring_is_503_and_no_answer_is_504() {
-    let dir = TempDir::new("busy");
+    let dir = TempDir::new("gateway-http", "busy");
     let (input, _loop_side) = Ring::create_in_memory(2, RECORD_BYTES).unwrap().split();
     let (_loop_output, output) = Ring::create_in_memory(2, RECORD_BYTES).unwrap().split();
     let mut config = HttpConfig::new(

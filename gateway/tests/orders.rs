@@ -2,6 +2,9 @@
 //! across price levels, fills between sessions, amends, cancels, mass cancels, rejects, and a
 //! restart from the store plus a replay of the stream.
 
+mod common;
+
+use common::TempDir;
 use engine::{
     AccountId, Amount, AssetId, Command, CommandBody, Engine, EngineConfig, Event, InstrumentId,
     InstrumentSpec, Price, Quantity, Side, TransactionId,
@@ -656,22 +659,6 @@ fn finished_orders_are_forgotten_oldest_first_beyond_the_window() {
     expect(&out[0], "8", &[(39, "0")]);
 }
 
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("orders-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Replays a recorded stream after `seq` into a restored entry.
 fn replay(entry: &mut OrderEntry, stream: &[Item], after_seq: u64) {
     for item in stream {
@@ -711,7 +698,7 @@ fn trading_day(exchange: &mut Exchange, prefix: &str) {
 
 #[test]
 fn restart_restores_from_snapshot_store_and_replay_with_the_same_answers() {
-    let dir = TempDir::new("restart");
+    let dir = TempDir::new("orders", "restart");
     let mut exchange = Exchange::new();
     exchange.store = Some(OrderStore::open(&dir.0, false).unwrap());
     trading_day(&mut exchange, "d1-");
@@ -766,7 +753,7 @@ fn restart_restores_from_snapshot_store_and_replay_with_the_same_answers() {
 
 #[test]
 fn restart_with_stored_requests_recognises_their_echoes_and_drops_unsequenced_ones() {
-    let dir = TempDir::new("requests");
+    let dir = TempDir::new("orders", "requests");
     let mut exchange = Exchange::new();
     exchange.store = Some(OrderStore::open(&dir.0, true).unwrap());
     trading_day(&mut exchange, "d1-");
