@@ -469,5 +469,17 @@ mod tests {
         let broken = DEFAULT_TOML.replace("id = 2\nname = \"bob\"", "id = 1\nname = \"bob\"");
         let error = Config::from_toml(&broken).unwrap().genesis_engine().unwrap_err();
         assert!(error.to_string().contains("account already exists"), "{error}");
+        let broken = DEFAULT_TOML.replace("release = \"written\"", "release = \"eventually\"");
+        let error = Config::from_toml(&broken).unwrap_err().to_string();
+        assert!(error.contains("node.release") && error.contains("eventually"), "{error}");
+    }
+
+    #[test]
+    fn the_release_policy_defaults_to_written_and_reads_durable() {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.release().unwrap(), sequencer::app_loop::Release::Written);
+        let durable = DEFAULT_TOML.replace("release = \"written\"", "release = \"durable\"");
+        let config = Config::from_toml(&durable).unwrap();
+        assert_eq!(config.release().unwrap(), sequencer::app_loop::Release::Durable);
     }
 }
