@@ -39,6 +39,9 @@ pub const SOURCE_DISCONNECT: u8 = 3;
 
 /// Records taken from the output ring per acceptor iteration.
 const POLL_LIMIT: usize = 1024;
+/// The acceptor keeps polling for answers at most this long after the last command went in or
+/// the last output came back.
+const BUSY_MAX_NS: u64 = 100_000_000;
 /// A delivered mark waits at most this long in the store's buffer when no request comes to
 /// flush it sooner.
 const DELIVERED_FLUSH_NS: u64 = 1_000_000;
@@ -97,6 +100,11 @@ pub struct FixBridge {
     /// are due any moment, and the acceptor should not sleep.
     pushed: u64,
     answered: u64,
+    /// When a command last went in or output last came back.
+    progress_ns: u64,
+    /// Cancel-on-disconnect commands that found the input ring full; pushed before anything
+    /// else as soon as there is room.
+    disconnect_cancels: Vec<(u32, CommandBody)>,
     metrics: Arc<BridgeMetrics>,
 }
 
@@ -120,12 +128,13 @@ impl FixBridge {
         let mut entry = OrderEntry::restore(instruments, config, snapshot, requests);
         // Reports of commands after the delivered mark never reached the sessions: the node
         // stopped first. The replay sends them now (a crash between handing reports over and
-        // recording the mark sends those again: at least once, never lost).
+        // recording the mark sends those again: at least once, never lost). With no mark yet,
+        // nothing is known to have left, so everything replayed is sent.
         let delivered = store.delivered()?;
         let mut resumed = false;
         read_output_from(data_dir, from, |output| {
             if let Output::Echo { command, .. } = &output {
-                if !resumed && delivered.is_some_and(|delivered| command.seq > delivered) {
+                if !resumed && delivered.is_none_or(|delivered| command.seq > delivered) {
                     entry.resume_output();
                     resumed = true;
                 }
@@ -174,6 +183,8 @@ impl FixBridge {
             unflushed_since_ns: None,
             pushed: 0,
             answered: 0,
+            progress_ns: 0,
+            disconnect_cancels: Vec::new(),
             metrics,
         })
     }
@@ -197,7 +208,22 @@ impl FixBridge {
         }
         claim.commit();
         self.pushed += commands.len() as u64;
+        self.progress_ns = now_ns();
         true
+    }
+
+    /// Pushes the cancels on disconnect that found the ring full, all at once; true when none
+    /// wait any more.
+    fn push_disconnect_cancels(&mut self) -> bool {
+        if self.disconnect_cancels.is_empty() {
+            return true;
+        }
+        let cancels = std::mem::take(&mut self.disconnect_cancels);
+        if self.push_all(&cancels) {
+            return true;
+        }
+        self.disconnect_cancels = cancels;
+        false
     }
 
     /// Stores the request (buffered) and queues its commands for [`FixBridge::submit_pending`].
@@ -221,10 +247,16 @@ impl FixBridge {
         let flushed = self.flush_store();
         let mut pending = std::mem::take(&mut self.pending);
         let count = pending.len();
+        // Once one request finds the ring full, the later ones of the pass are refused too,
+        // even if smaller: a client's requests reach the engine in the order it sent them, or
+        // not at all.
+        // Cancels on disconnect still waiting for room go first, whatever came after them.
+        let mut ring_full = !self.push_disconnect_cancels();
         for (session, handling, submission) in pending.drain(..) {
             let text = if !flushed {
                 "gateway storage unavailable; not submitted"
-            } else if !self.push_all(&submission.commands) {
+            } else if ring_full || !self.push_all(&submission.commands) {
+                ring_full = true;
                 "exchange busy (input ring full); not submitted, retry"
             } else {
                 continue;
@@ -361,15 +393,17 @@ impl Application for FixBridge {
                 (origin(SOURCE_DISCONNECT, self.disconnect_requests), body)
             })
             .collect();
-        if !self.push_all(&commands) {
+        self.disconnect_cancels.extend(commands);
+        if !self.push_disconnect_cancels() {
             eprintln!(
-                "fix: cancel on disconnect of {} not submitted: input ring full",
+                "fix: cancel on disconnect of {} waits: input ring full",
                 self.names[session.0 as usize]
             );
         }
     }
 
     fn poll(&mut self, outbox: &mut Outbox) -> usize {
+        self.push_disconnect_cancels();
         let submitted = self.submit_pending(outbox);
         // What the last poll put in the outbox the acceptor has since numbered and stored, so
         // it is safe to record as delivered now.
@@ -409,18 +443,27 @@ impl Application for FixBridge {
             // boundary: the last command can be finished now rather than at the next echo.
             self.entry.flush();
             self.delivered = self.entry.seq();
+            // Only here is the order entry between commands: a snapshot taken while the ring
+            // still held the rest of a command would close that command early.
+            if taken > 0 {
+                self.snapshot_if_due();
+            }
         }
         if taken > 0 {
+            self.progress_ns = now_ns();
             self.metrics.seq.store(self.entry.seq(), Ordering::Relaxed);
             let depth = |depth: usize| u64::try_from(depth).unwrap_or(u64::MAX);
             self.metrics.input_depth.store(depth(self.input.depth()), Ordering::Relaxed);
             self.metrics.output_depth.store(depth(self.output.depth()), Ordering::Relaxed);
-            self.snapshot_if_due();
         }
         submitted + taken + self.deliver(outbox)
     }
 
     fn busy(&self) -> bool {
-        self.answered < self.pushed || !self.pending.is_empty()
+        // Bounded, so that a loop that has stopped answering does not keep the I/O thread
+        // spinning on a shared core.
+        let waiting = self.answered < self.pushed || !self.disconnect_cancels.is_empty();
+        let recent = now_ns().saturating_sub(self.progress_ns) < BUSY_MAX_NS;
+        (waiting && recent) || !self.pending.is_empty()
     }
 }

@@ -218,3 +218,51 @@ fn the_bridge_is_busy_from_an_order_until_its_answer_arrives() {
     assert!(!node.bridge.busy(), "answered");
     assert_eq!(reports(&mut outbox), vec!["b1:0"]);
 }
+
+#[test]
+fn reports_are_sent_after_a_restart_that_finds_no_delivered_mark_yet() {
+    let dir = TempDir::new("gateway-bridge", "no-mark");
+    let key = SessionKey(0);
+    let mut node = start(&dir.0);
+    let session = node.session.clone();
+    let mut outbox = Outbox::default();
+    // The first order is sequenced and durable, but the node dies before the bridge takes any
+    // output, so no delivered mark was ever stored.
+    node.bridge.on_message(key, &session, sell("n1"), &mut outbox);
+    node.bridge.poll(&mut outbox);
+    node.app.control().push(sequencer::app_loop::Control::Flush).unwrap();
+    node.app.do_work().unwrap();
+    drop(node);
+
+    let mut node = start(&dir.0);
+    let mut outbox = Outbox::default();
+    node.bridge.poll(&mut outbox);
+    assert_eq!(reports(&mut outbox), vec!["n1:0"], "nothing is known to have left");
+}
+
+#[test]
+fn a_cancel_on_disconnect_that_finds_the_ring_full_waits_and_then_cancels() {
+    let dir = TempDir::new("gateway-bridge", "disconnect-full");
+    let key = SessionKey(0);
+    let mut node = start(&dir.0);
+    let mut session = node.session.clone();
+    session.cancel_on_disconnect = true;
+    let mut outbox = Outbox::default();
+    // Two orders that rest (the account holds 1 BTC), then enough to fill the 64-slot ring.
+    for index in 0..64 {
+        node.bridge.on_message(key, &session, sell(&format!("c{index}")), &mut outbox);
+    }
+    node.bridge.poll(&mut outbox);
+    node.bridge.on_logout(key, &session, &mut outbox);
+    assert!(node.bridge.busy(), "the cancel waits for room and the acceptor must keep polling");
+    let mut answered = Vec::new();
+    for _ in 0..1_000 {
+        node.app.do_work().unwrap();
+        node.bridge.poll(&mut outbox);
+        answered.extend(reports(&mut outbox));
+    }
+    // Both resting orders are cancelled once the cancel got in behind them.
+    let cancelled: Vec<&String> = answered.iter().filter(|report| report.ends_with(":4")).collect();
+    assert_eq!(cancelled, ["c0:4", "c1:4"], "{answered:?}");
+    assert!(!node.bridge.busy());
+}
