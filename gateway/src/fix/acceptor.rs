@@ -322,7 +322,8 @@ impl Acceptor {
         work += application.poll(&mut self.outbox);
         work += self.drain_outbox(now_ns);
         self.timers(application, now_ns);
-        if self.connections.iter().flatten().any(|connection| !connection.write.is_empty()) {
+        let sending = self.connections.iter().flatten().any(|c| !c.write.is_empty());
+        if sending || self.store.as_ref().is_some_and(FixStore::has_outbound) {
             self.flush_store(application);
         }
         for id in 0..self.connections.len() {
@@ -331,9 +332,10 @@ impl Acceptor {
         work
     }
 
-    /// Writes what the sessions stored to the store's log: in a pass that has bytes to send,
-    /// before any of them is sent, so that a message the counterparty has seen can always be
-    /// resent after a restart; otherwise before the thread sleeps. If that fails nothing may be
+    /// Writes what the sessions stored to the store's log: in a pass that has bytes to send or
+    /// stored an outbound message, before any of them is sent, so that a message the
+    /// counterparty has seen can always be resent after a restart; otherwise (sequence numbers
+    /// only) before the thread sleeps. If that fails nothing may be
     /// sent, so every connection is dropped.
     fn flush_store<A: Application>(&mut self, app: &mut A) {
         let Some(store) = &self.store else { return };

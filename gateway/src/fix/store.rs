@@ -112,7 +112,14 @@ pub struct FixStore {
     path: PathBuf,
     /// Writes not yet given to RocksDB; every handle of the store shares them. The lock is
     /// never contended: all sessions live on the acceptor's thread.
-    pending: Arc<Mutex<WriteBatch>>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    batch: WriteBatch,
+    /// The batch holds an outbound message (not only sequence numbers).
+    outbound: bool,
 }
 
 impl std::fmt::Debug for FixStore {
@@ -129,7 +136,7 @@ impl FixStore {
         append_mostly(&mut options);
         let db = DB::open(&options, path)
             .map_err(|source| StoreError::Rocks { path: path.to_path_buf(), source })?;
-        let pending = Arc::new(Mutex::new(WriteBatch::default()));
+        let pending = Arc::new(Mutex::new(Pending::default()));
         Ok(FixStore { db: Arc::new(db), path: path.to_path_buf(), pending })
     }
 
@@ -137,23 +144,40 @@ impl FixStore {
     /// process, and a crash of the machine may lose the last few outbound messages, which the
     /// counterparty then sees as a sequence gap and recovers by ResendRequest; the node's
     /// durability story is the journal, not this. Call before sending what was stored.
+    ///
+    /// A write that fails leaves the batch pending, so that the next flush tries it again:
+    /// the sessions have already numbered what it holds.
     pub fn flush(&self) -> Result<(), StoreError> {
-        let batch = {
-            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            if pending.is_empty() {
-                return Ok(());
-            }
-            std::mem::take(&mut *pending)
-        };
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.batch.is_empty() {
+            return Ok(());
+        }
+        // RocksDB takes the batch by value; a copy of its bytes puts it back on failure.
+        let kept = pending.batch.data().to_vec();
+        let batch = std::mem::take(&mut pending.batch);
         let mut options = WriteOptions::default();
         options.set_sync(false);
-        self.db
-            .write_opt(batch, &options)
-            .map_err(|source| StoreError::Rocks { path: self.path.clone(), source })
+        match self.db.write_opt(batch, &options) {
+            Ok(()) => {
+                pending.outbound = false;
+                Ok(())
+            }
+            Err(source) => {
+                pending.batch = WriteBatch::from_data(&kept);
+                Err(StoreError::Rocks { path: self.path.clone(), source })
+            }
+        }
+    }
+
+    /// Whether an outbound message waits to be written: the acceptor then flushes in that
+    /// pass even if nothing goes on the wire (its session is not connected), so that the
+    /// bridge's delivered mark, recorded at the next poll, never gets ahead of it.
+    pub fn has_outbound(&self) -> bool {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).outbound
     }
 
     fn stage(&self, stage: impl FnOnce(&mut WriteBatch)) {
-        stage(&mut self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        stage(&mut self.pending.lock().unwrap_or_else(PoisonError::into_inner).batch);
     }
 
     /// The store of the session between our `sender_comp_id` and their `target_comp_id`.
@@ -234,6 +258,7 @@ impl SessionStore for RocksSessionStore {
             batch.put(message_key, bytes);
             batch.put(out_key, (seq + 1).to_be_bytes());
         });
+        self.store.pending.lock().unwrap_or_else(PoisonError::into_inner).outbound = true;
         Ok(())
     }
 
@@ -291,6 +316,14 @@ mod tests {
         session.outbound_range(1, 1, &mut |seq, bytes| seen.push((seq, bytes.to_vec()))).unwrap();
         assert_eq!(seen, vec![(1, b"one".to_vec())]);
         assert_eq!(session.sequence_numbers().unwrap(), (4, 2));
+        // Sequence numbers alone may wait for the acceptor's idle flush; a message may not.
+        assert!(!store.has_outbound(), "the reads flushed everything");
+        session.set_next_inbound(5).unwrap();
+        assert!(!store.has_outbound());
+        session.append_outbound(2, b"two").unwrap();
+        assert!(store.has_outbound());
+        store.flush().unwrap();
+        assert!(!store.has_outbound());
         drop((session, store));
         let _ = std::fs::remove_dir_all(&dir);
     }
