@@ -29,8 +29,8 @@ use crate::fix::{Application, Outbox, SessionConfig, SessionKey};
 use crate::message::{FieldError, Message};
 use crate::orders::store::{OrderStore, OrderStoreError};
 use crate::orders::{
-    origin, origin_source, utc_timestamp, Instruments, OrderEntry, OrderEntryConfig, Response,
-    SessionId, Submission, SOURCE_FIX,
+    origin, origin_source, utc_timestamp, Instruments, OrderEntry, OrderEntryConfig, Request,
+    RequestKind, Response, SessionId, Submission, SOURCE_FIX,
 };
 
 /// Cancel-on-disconnect commands carry this source: no order-entry request answers to them,
@@ -281,7 +281,7 @@ impl FixBridge {
     ) {
         self.entry.abandon(submission);
         self.metrics.submissions_refused.fetch_add(1, Ordering::Relaxed);
-        out.send(session, busy_reject(&submission.request.cl_ord_id, text));
+        out.send(session, busy_reject(&submission.request, text));
     }
 
     fn flush_store(&mut self) -> bool {
@@ -323,11 +323,18 @@ impl FixBridge {
     }
 }
 
-/// A BusinessMessageReject (j) for a request the gateway could not submit.
-fn busy_reject(cl_ord_id: &str, text: &str) -> Message {
+/// A BusinessMessageReject (j) for a request the gateway could not submit, naming the
+/// message type (372) and ClOrdID (379) it answers.
+fn busy_reject(request: &Request, text: &str) -> Message {
+    let msg_type = match request.kind {
+        RequestKind::New { .. } => "D",
+        RequestKind::Cancel { .. } => "F",
+        RequestKind::Replace { .. } => "G",
+        RequestKind::MassCancel { .. } => "q",
+    };
     Message::new("j")
-        .with(372, "D")
-        .with(379, cl_ord_id)
+        .with(372, msg_type)
+        .with(379, request.cl_ord_id.as_str())
         .with(380, 0)
         .with(58, text)
         .with(60, utc_timestamp(now_ns()))

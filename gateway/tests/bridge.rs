@@ -167,17 +167,23 @@ fn a_full_input_ring_is_a_business_reject_and_the_order_can_be_sent_again() {
     for index in 0..65 {
         node.bridge.on_message(key, &session, sell(&format!("f{index}")), &mut outbox);
     }
+    // A mass cancel in the same pass is refused too (after a refusal nothing later of the pass
+    // may overtake it), and its reject names a mass cancel (372 = q).
+    let mass_cancel =
+        Message::new("q").with(11, "x1").with(530, '7').with(60, "20261123-10:00:00.000");
+    node.bridge.on_message(key, &session, mass_cancel, &mut outbox);
     node.bridge.poll(&mut outbox);
     let mut refusals = Vec::new();
     while let Some((_, message)) = outbox.pop() {
         if message.msg_type == "j" {
-            refusals
-                .push((message.get(379).unwrap().to_owned(), message.get(58).unwrap().to_owned()));
+            let field = |tag| message.get(tag).unwrap().to_owned();
+            refusals.push((field(379), field(372), field(58)));
         }
     }
-    assert_eq!(refusals.len(), 1, "{refusals:?}");
-    assert_eq!(refusals[0].0, "f64");
-    assert!(refusals[0].1.contains("input ring full"), "{refusals:?}");
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert_eq!((refusals[0].0.as_str(), refusals[0].1.as_str()), ("f64", "D"));
+    assert_eq!((refusals[1].0.as_str(), refusals[1].1.as_str()), ("x1", "q"));
+    assert!(refusals[0].2.contains("input ring full"), "{refusals:?}");
     // Nothing accepted was lost: all 64 are sequenced and reported; the refused ClOrdID is free.
     // (Most are rejected by the engine for funds or the per-account limit; each still gets
     // its report.)
