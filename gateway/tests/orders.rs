@@ -822,3 +822,24 @@ fn engine_events_from_the_journal_match_those_the_entry_saw() {
         .count();
     assert_eq!(trades, 2);
 }
+
+#[test]
+fn numbers_out_of_range_or_malformed_are_rejected_without_reaching_the_engine() {
+    let mut exchange = Exchange::new();
+    // (quantity, price, SessionRejectReason, RefTagID): 5 = value out of range, 6 = bad format.
+    for (quantity, price, reason, tag) in [
+        ("99999999999999999999999999999999999999999", "60000", 5, 38),
+        ("1", "99999999999999999999999999999999999999999", 5, 44),
+        ("1", "-60000", 6, 44),
+        ("1", "1e400", 6, 44),
+        ("-1", "60000", 6, 38),
+        ("0.5.5", "60000", 6, 38),
+    ] {
+        let error = exchange.try_send(ALICE, &limit("n1", '1', quantity, price)).unwrap_err();
+        let found = (error.session_reject_reason(), error.tag());
+        assert_eq!(found, (reason, tag), "{quantity} @ {price}: {error}");
+    }
+    // Nothing of it was accepted: the ClOrdID is still free and a sane order goes through.
+    let out = exchange.send(ALICE, &limit("n1", '1', "0.1", "60000"));
+    expect(&out[0], "8", &[(150, "0"), (11, "n1")]);
+}
