@@ -306,7 +306,10 @@ impl FixBridge {
                 sent += 1;
             }
         }
-        self.metrics.reports_out.fetch_add(sent as u64, Ordering::Relaxed);
+        if sent > 0 {
+            // A shared counter: touched only when something went out, not on every pass.
+            self.metrics.reports_out.fetch_add(sent as u64, Ordering::Relaxed);
+        }
         sent
     }
 

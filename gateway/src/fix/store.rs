@@ -183,7 +183,16 @@ impl FixStore {
     /// The store of the session between our `sender_comp_id` and their `target_comp_id`.
     pub fn session(&self, sender_comp_id: &str, target_comp_id: &str) -> RocksSessionStore {
         let prefix = format!("s{sender_comp_id}/{target_comp_id}/").into_bytes();
-        RocksSessionStore { store: self.clone(), prefix }
+        let mut store = RocksSessionStore {
+            store: self.clone(),
+            in_key: Vec::new(),
+            out_key: Vec::new(),
+            message_key: Vec::new(),
+            prefix,
+        };
+        (store.in_key, store.out_key) = (store.key(b"in"), store.key(b"out"));
+        store.message_key = store.key(b"m");
+        store
     }
 }
 
@@ -201,6 +210,11 @@ impl Drop for FixStore {
 pub struct RocksSessionStore {
     store: FixStore,
     prefix: Vec<u8>,
+    /// The keys written on every message, built once.
+    in_key: Vec<u8>,
+    out_key: Vec<u8>,
+    /// `prefix "m"` and room for a seq: reused for every outbound message's key.
+    message_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for RocksSessionStore {
@@ -247,13 +261,15 @@ impl SessionStore for RocksSessionStore {
     }
 
     fn set_next_inbound(&mut self, next: u64) -> Result<(), StoreError> {
-        let key = self.key(b"in");
-        self.store.stage(|batch| batch.put(key, next.to_be_bytes()));
+        self.store.stage(|batch| batch.put(&self.in_key, next.to_be_bytes()));
         Ok(())
     }
 
     fn append_outbound(&mut self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        let (message_key, out_key) = (self.message_key(seq), self.key(b"out"));
+        let prefix_len = self.prefix.len() + 1;
+        self.message_key.truncate(prefix_len);
+        self.message_key.extend_from_slice(&seq.to_be_bytes());
+        let (message_key, out_key) = (&self.message_key, &self.out_key);
         self.store.stage(|batch| {
             batch.put(message_key, bytes);
             batch.put(out_key, (seq + 1).to_be_bytes());
