@@ -30,6 +30,7 @@ use gateway::fix::codec::{
 };
 use gateway::fix::{FixStore, Outbox, Session, SessionConfig, SessionEvent, SessionKey};
 use gateway::orders::store::OrderStore;
+use gateway::Message;
 use sequencer::app_loop::{AppLoop, LoopConfig, Release};
 use sequencer::journal::Durability;
 use sequencer::record::RECORD_BYTES;
@@ -161,7 +162,7 @@ fn build(dir: &Path) -> anyhow::Result<FixPath> {
     };
     let now = now_ns();
     for ((config, session), login) in path.sessions.iter_mut().zip(&logins) {
-        let logon = client_message(config, 1, "A", &logon_fields(login));
+        let logon = client_message(config, 1, &logon_message(login));
         path.frames.extend(&logon);
         let range = path.frames.next_frame().context("a whole Logon")??;
         let inbound = path.decoder.decode(path.frames.frame(range))?;
@@ -233,22 +234,17 @@ fn utc_now() -> String {
     text
 }
 
-fn logon_fields(login: &benches::FixLogin) -> Vec<(u32, String)> {
-    let mut fields = vec![(98, "0".to_owned()), (108, "30".to_owned()), (141, "Y".to_owned())];
-    fields.push((553, login.comp_id.clone()));
+fn logon_message(login: &benches::FixLogin) -> Message {
+    let mut logon = Message::new("A").with(98, '0').with(108, 30u32).with(141, 'Y');
+    logon.push(553, &login.comp_id);
     if let Some(password) = &login.password {
-        fields.push((554, password.clone()));
+        logon.push(554, password);
     }
-    fields
+    logon
 }
 
 /// A message as the session's counterparty sends it.
-fn client_message(
-    config: &SessionConfig,
-    seq: u64,
-    msg_type: &str,
-    fields: &[(u32, String)],
-) -> Vec<u8> {
+fn client_message(config: &SessionConfig, seq: u64, message: &Message) -> Vec<u8> {
     let sending_time = utc_now();
     let header = Header {
         sender_comp_id: &config.target_comp_id,
@@ -258,7 +254,7 @@ fn client_message(
         orig_sending_time: None,
     };
     let mut bytes = Vec::new();
-    encode(&mut bytes, &mut String::new(), &header, msg_type, fields);
+    encode(&mut bytes, &header, &message.msg_type, message.body());
     bytes
 }
 
@@ -269,19 +265,18 @@ fn encode_orders(sessions: &[(SessionConfig, Session)], count: u64) -> Vec<(usiz
         .map(|number| {
             let index = usize::try_from(number % 2).expect("0 or 1");
             let seq = 2 + number / 2;
-            let side = if index == 0 { "1" } else { "2" };
-            let fields = vec![
-                (11, format!("o{number}")),
-                (1, sessions[index].0.accounts[0].to_string()),
-                (55, "BTC-USD".to_owned()),
-                (54, side.to_owned()),
-                (38, "0.01".to_owned()),
-                (40, "2".to_owned()),
-                (44, "60000".to_owned()),
-                (59, "1".to_owned()),
-                (60, utc_now()),
-            ];
-            (index, client_message(&sessions[index].0, seq, "D", &fields))
+            let side = if index == 0 { '1' } else { '2' };
+            let order = Message::new("D")
+                .with(11, format!("o{number}"))
+                .with(1, sessions[index].0.accounts[0])
+                .with(55, "BTC-USD")
+                .with(54, side)
+                .with(38, "0.01")
+                .with(40, '2')
+                .with(44, "60000")
+                .with(59, '1')
+                .with(60, utc_now());
+            (index, client_message(&sessions[index].0, seq, &order))
         })
         .collect()
 }

@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gateway::fix::codec::{encode, format_utc_timestamp, FrameBuffer, Header};
+use gateway::Message;
 use hdrhistogram::Histogram;
 
 use crate::durable::{describe_pinning, nanos_since, pin, Schedule};
@@ -330,8 +331,9 @@ fn scan(frame: &[u8]) -> Inbound {
     inbound
 }
 
-fn lots_text(lots: u64) -> String {
-    format!("{}.{:02}", lots / 100, lots % 100)
+/// A quantity of hundredths of a unit as decimal text, without allocating.
+fn lots_text(lots: u64) -> engine::decimal::DecimalDisplay {
+    engine::decimal::format_units(u128::from(lots), 2)
 }
 
 /// One FIX session of the generator.
@@ -347,8 +349,8 @@ struct Client {
     frames: FrameBuffer,
     read_buffer: Vec<u8>,
     outgoing: Vec<u8>,
-    scratch: String,
-    fields: Vec<(u32, String)>,
+    /// The message being built, reused.
+    message: Message,
     next_seq: u64,
     sent: Vec<Sent>,
     /// Candidates for cancels and amends, oldest first; entries no longer resting are skipped.
@@ -386,8 +388,7 @@ impl Client {
             frames: FrameBuffer::new(BODY_LENGTH_MAX),
             read_buffer: vec![0; 256 * 1024],
             outgoing: Vec::with_capacity(1 << 20),
-            scratch: String::with_capacity(512),
-            fields: Vec::with_capacity(16),
+            message: Message::default(),
             next_seq: 1,
             sent,
             resting: VecDeque::with_capacity(4 * config.live_orders_max),
@@ -399,7 +400,7 @@ impl Client {
         })
     }
 
-    /// Encodes `self.fields` as `msg_type` into the outgoing buffer and records it.
+    /// Encodes `self.message` as `msg_type` into the outgoing buffer and records it.
     fn queue(&mut self, clock: &Clock, msg_type: &str, record: Sent) -> u64 {
         let seq = self.next_seq;
         let header = Header {
@@ -409,7 +410,7 @@ impl Client {
             sending_time: &clock.text,
             orig_sending_time: None,
         };
-        encode(&mut self.outgoing, &mut self.scratch, &header, msg_type, &self.fields);
+        encode(&mut self.outgoing, &header, msg_type, self.message.body());
         self.next_seq += 1;
         self.sent.push(record);
         if record.kind != Kind::Session {
@@ -419,21 +420,22 @@ impl Client {
     }
 
     fn queue_logon(&mut self, clock: &Clock, password: Option<&str>) {
-        self.fields.clear();
-        self.fields.push((98, "0".to_string()));
-        self.fields.push((108, HEARTBEAT_S.to_string()));
+        self.message.reset("A");
+        self.message.push(98, '0');
+        self.message.push(108, HEARTBEAT_S);
         // Start both sequences at 1 whatever an earlier run against the same node left.
-        self.fields.push((141, "Y".to_string()));
-        self.fields.push((553, self.comp_id.clone()));
+        self.message.push(141, 'Y');
+        self.message.push(553, &self.comp_id);
         if let Some(password) = password {
-            self.fields.push((554, password.to_string()));
+            self.message.push(554, password);
         }
         self.queue(clock, "A", Sent::session());
     }
 
-    fn queue_session(&mut self, clock: &Clock, msg_type: &str, fields: Vec<(u32, String)>) {
-        self.fields = fields;
-        self.queue(clock, msg_type, Sent::session());
+    fn queue_session(&mut self, clock: &Clock, message: Message) {
+        let msg_type = message.msg_type.clone();
+        self.message = message;
+        self.queue(clock, &msg_type, Sent::session());
     }
 
     /// The oldest order still resting, taken off the candidates.
@@ -457,17 +459,17 @@ impl Client {
         let crowded = self.resting.len() >= self.live_orders_max;
         let target = if crowded || (55..85).contains(&roll) { self.take_resting() } else { None };
         let seq = self.next_seq;
-        let cl_ord_id = format!("{}{seq}", self.id_prefix);
+
         let mut record = Sent { due_ns, measured, answered: false, done: false, ..Sent::session() };
-        self.fields.clear();
-        self.fields.push((11, cl_ord_id));
-        self.fields.push((55, self.symbol.clone()));
+        self.message.reset("");
+        self.push_cl_ord_id(11, seq);
+        self.message.push(55, &self.symbol);
         let msg_type = match target {
             Some(orig) if crowded || roll < 75 => {
                 let order = *self.record(orig);
                 record = Sent { kind: Kind::Cancel, orig, ..record };
-                self.fields.push((41, format!("{}{orig}", self.id_prefix)));
-                self.fields.push((54, if order.buy { "1" } else { "2" }.to_string()));
+                self.push_cl_ord_id(41, orig);
+                self.message.push(54, if order.buy { '1' } else { '2' });
                 "F"
             }
             Some(orig) => {
@@ -481,7 +483,7 @@ impl Client {
                     (order.lots, order.price + 1)
                 };
                 record = Sent { kind: Kind::Amend, orig, buy: order.buy, price, lots, ..record };
-                self.fields.push((41, format!("{}{orig}", self.id_prefix)));
+                self.push_cl_ord_id(41, orig);
                 self.push_order_fields(order.buy, "2", lots, Some(price), None);
                 "G"
             }
@@ -517,15 +519,23 @@ impl Client {
         price: Option<u64>,
         time_in_force: Option<&str>,
     ) {
-        self.fields.push((54, if buy { "1" } else { "2" }.to_string()));
-        self.fields.push((40, ord_type.to_string()));
-        self.fields.push((38, lots_text(lots)));
+        self.message.push(54, if buy { '1' } else { '2' });
+        self.message.push(40, ord_type);
+        self.message.push(38, lots_text(lots));
         if let Some(price) = price {
-            self.fields.push((44, price.to_string()));
+            self.message.push(44, price);
         }
         if let Some(time_in_force) = time_in_force {
-            self.fields.push((59, time_in_force.to_string()));
+            self.message.push(59, time_in_force);
         }
+    }
+
+    /// A ClOrdID field: the client's prefix and the MsgSeqNum of the message that carried it.
+    fn push_cl_ord_id(&mut self, tag: u32, seq: u64) {
+        let mut text = String::with_capacity(self.id_prefix.len() + 20);
+        text.push_str(&self.id_prefix);
+        gateway::message::push_decimal(&mut text, seq);
+        self.message.push(tag, text);
     }
 }
 
@@ -678,7 +688,7 @@ impl Client {
             b'1' => {
                 tally.counts.test_requests += 1;
                 let id = inbound.test_req_id.clone().unwrap_or_default();
-                self.queue_session(clock, "0", vec![(112, id)]);
+                self.queue_session(clock, Message::new("0").with(112, id));
             }
             b'2' => tally.counts.resend_requests += 1,
             b'A' => self.logged_on = true,
@@ -818,7 +828,7 @@ impl Generator {
     fn logout(&mut self) -> Result<(), BenchError> {
         self.clock.refresh(self.clock.now_ns());
         for client in &mut self.clients {
-            client.queue_session(&self.clock, "5", Vec::new());
+            client.queue_session(&self.clock, Message::new("5"));
         }
         let deadline = Instant::now() + SESSION_TIMEOUT;
         while Instant::now() < deadline

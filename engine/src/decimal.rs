@@ -71,28 +71,114 @@ pub fn format_units(units: u128, scale: u8) -> DecimalDisplay {
     DecimalDisplay { units, scale }
 }
 
-/// The [`fmt::Display`] returned by [`format_units`]; it writes without allocating.
+/// The [`fmt::Display`] returned by [`format_units`]; it writes without allocating, and
+/// [`DecimalDisplay::write_to`] appends the same text to a `String` without a formatter, for
+/// the FIX encoder's hot path.
 #[derive(Clone, Copy, Debug)]
 pub struct DecimalDisplay {
     units: u128,
     scale: u8,
 }
 
+impl DecimalDisplay {
+    /// Appends the text to `out`.
+    pub fn write_to(&self, out: &mut String) {
+        self.pieces(|piece| out.push_str(piece));
+    }
+
+    /// Hands the text to `sink` in pieces: the whole part, then (if the fraction is not zero)
+    /// the point, the fraction's leading zeros and its significant digits.
+    fn pieces(&self, mut sink: impl FnMut(&str)) {
+        // A scale beyond u128's range leaves no whole part.
+        // Values that fit 64 bits, which is nearly all of them, take the cheap 64-bit
+        // division rather than u128's library call.
+        let (whole, fraction) = match 10u128.checked_pow(u32::from(self.scale)) {
+            Some(divisor) => match (u64::try_from(self.units), u64::try_from(divisor)) {
+                (Ok(units), Ok(divisor)) => {
+                    (u128::from(units / divisor), u128::from(units % divisor))
+                }
+                _ => (self.units / divisor, self.units % divisor),
+            },
+            None => (0, self.units),
+        };
+        let mut digits = [0u8; U128_DIGITS_MAX];
+        sink(integer_text(whole, &mut digits));
+        if fraction == 0 {
+            return;
+        }
+        let (fraction, width) = trim_zeros(fraction, usize::from(self.scale));
+        sink(".");
+        let significant = integer_text(fraction, &mut digits);
+        let mut zeros = width - significant.len();
+        while zeros > 0 {
+            let run = zeros.min(ZEROS.len());
+            sink(&ZEROS[..run]);
+            zeros -= run;
+        }
+        sink(significant);
+    }
+}
+
 impl fmt::Display for DecimalDisplay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let divisor = 10u128.pow(u32::from(self.scale));
-        let (whole, mut fraction) = (self.units / divisor, self.units % divisor);
-        write!(f, "{whole}")?;
-        if fraction == 0 {
-            return Ok(());
-        }
-        let mut width = usize::from(self.scale);
+        let mut result = Ok(());
+        self.pieces(|piece| {
+            if result.is_ok() {
+                result = f.write_str(piece);
+            }
+        });
+        result
+    }
+}
+
+/// Digits of `u128::MAX`.
+const U128_DIGITS_MAX: usize = 39;
+
+const ZEROS: &str = "0000000000000000000000000000000000000000";
+
+/// A non-zero fraction of `width` digits without its trailing zeros, and the digits left.
+fn trim_zeros(fraction: u128, mut width: usize) -> (u128, usize) {
+    let Ok(mut small) = u64::try_from(fraction) else {
+        let mut fraction = fraction;
         while fraction % 10 == 0 {
             fraction /= 10;
             width -= 1;
         }
-        write!(f, ".{fraction:0width$}")
+        return (fraction, width);
+    };
+    while small % 10 == 0 {
+        small /= 10;
+        width -= 1;
     }
+    (u128::from(small), width)
+}
+
+/// The decimal digits of `value`, written at the end of `buffer`, with the 64-bit division
+/// whenever the value fits.
+fn integer_text(value: u128, buffer: &mut [u8; U128_DIGITS_MAX]) -> &str {
+    let mut position = buffer.len();
+    match u64::try_from(value) {
+        Ok(mut rest) => loop {
+            position -= 1;
+            buffer[position] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut rest = value;
+            loop {
+                position -= 1;
+                buffer[position] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+                if rest == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    core::str::from_utf8(&buffer[position..]).expect("ASCII digits")
 }
 
 #[cfg(test)]
@@ -132,5 +218,18 @@ mod tests {
             let text = format_units(units, 6).to_string();
             assert_eq!(parse_units(&text, 6), Ok(units));
         }
+    }
+
+    #[test]
+    fn formats_beyond_64_bits_and_beyond_u128_scales() {
+        let max = u128::MAX;
+        assert_eq!(format_units(max, 0).to_string(), max.to_string());
+        let units = u128::from(u64::MAX) * 1000 + 5;
+        assert_eq!(format_units(units, 4).to_string(), "1844674407370955161.5005");
+        let tiny = format_units(5, 45).to_string();
+        assert_eq!(tiny, format!("0.{}5", "0".repeat(44)));
+        let mut appended = String::from("44=");
+        format_units(6_000_150, 2).write_to(&mut appended);
+        assert_eq!(appended, "44=60001.5");
     }
 }

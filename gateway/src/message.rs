@@ -1,17 +1,129 @@
-//! An owned FIX message: its MsgType (35) and its body fields in wire order.
+//! A FIX message without its standard header and trailer: its MsgType (35) and its body fields
+//! in wire order.
 //!
 //! The session layer decodes the standard header and trailer itself and hands the application
 //! layer only what it needs; the encoder writes the header and trailer around these fields.
 //! Values are kept as text, as they came off the wire, so that a field the application never
 //! reads costs no parsing and a reject can quote it back exactly.
+//!
+//! The body is kept already encoded, one `tag=value` SOH after another, with a small index of
+//! where each value lies. A field costs no allocation of its own, reading one is a scan of the
+//! index, and encoding the message is a copy of the body between header and trailer:
+//!
+//! ```text
+//! body:  11=ord-1|54=1|38=1.5|     (| is SOH)
+//!           ^   ^    ^ ^
+//! index: (11, 3..8), (54, 12..13), (38, 17..20)
+//! ```
 
-/// A FIX message without its standard header and trailer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+use std::fmt;
+
+use engine::decimal::DecimalDisplay;
+
+/// The field separator, SOH.
+const SOH: char = '\u{1}';
+
+/// Where one field's value lies in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Field {
+    tag: u32,
+    start: u32,
+    end: u32,
+}
+
+/// A FIX message without its standard header and trailer; see the module documentation.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Message {
     /// MsgType (35), e.g. `D` for NewOrderSingle.
     pub msg_type: String,
-    /// Body fields, in the order they appeared or will be written.
-    pub fields: Vec<(u32, String)>,
+    body: String,
+    fields: Vec<Field>,
+}
+
+/// A value a field can be written from, without going through a formatter.
+pub trait FieldValue {
+    /// Appends the value's text to `out`.
+    fn write_value(&self, out: &mut String);
+}
+
+impl FieldValue for str {
+    fn write_value(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl FieldValue for String {
+    fn write_value(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl FieldValue for char {
+    fn write_value(&self, out: &mut String) {
+        out.push(*self);
+    }
+}
+
+impl FieldValue for DecimalDisplay {
+    fn write_value(&self, out: &mut String) {
+        self.write_to(out);
+    }
+}
+
+impl<T: FieldValue + ?Sized> FieldValue for &T {
+    fn write_value(&self, out: &mut String) {
+        (**self).write_value(out);
+    }
+}
+
+/// Unsigned integers, as their decimal digits.
+macro_rules! unsigned_field_value {
+    ($($type:ty),*) => {$(
+        impl FieldValue for $type {
+            fn write_value(&self, out: &mut String) {
+                push_decimal(out, u64::from(*self));
+            }
+        }
+    )*};
+}
+
+unsigned_field_value!(u8, u16, u32, u64);
+
+impl FieldValue for usize {
+    fn write_value(&self, out: &mut String) {
+        push_decimal(out, u64::try_from(*self).unwrap_or(u64::MAX));
+    }
+}
+
+impl FieldValue for i64 {
+    fn write_value(&self, out: &mut String) {
+        if *self < 0 {
+            out.push('-');
+        }
+        push_decimal(out, self.unsigned_abs());
+    }
+}
+
+impl FieldValue for i32 {
+    fn write_value(&self, out: &mut String) {
+        i64::from(*self).write_value(out);
+    }
+}
+
+/// Appends the decimal digits of `value`.
+pub fn push_decimal(out: &mut String, value: u64) {
+    let mut digits = [0u8; 20];
+    let mut position = digits.len();
+    let mut rest = value;
+    loop {
+        position -= 1;
+        digits[position] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[position..]).expect("ASCII digits"));
 }
 
 /// Why a field could not be read; the session layer turns it into a Reject (3) with the
@@ -50,24 +162,90 @@ impl FieldError {
 }
 
 impl Message {
+    /// Room for a typical execution report, so that building one does not reallocate.
+    const BODY_CAPACITY: usize = 256;
+    const FIELDS_CAPACITY: usize = 20;
+
     pub fn new(msg_type: &str) -> Message {
-        Message { msg_type: msg_type.to_owned(), fields: Vec::new() }
+        Message {
+            msg_type: msg_type.to_owned(),
+            body: String::with_capacity(Message::BODY_CAPACITY),
+            fields: Vec::with_capacity(Message::FIELDS_CAPACITY),
+        }
+    }
+
+    /// Empties the message for reuse as `msg_type`, keeping its allocations.
+    pub fn reset(&mut self, msg_type: &str) {
+        self.msg_type.clear();
+        self.msg_type.push_str(msg_type);
+        self.body.clear();
+        self.fields.clear();
     }
 
     /// Appends a field; builder style, for writing messages.
     #[must_use]
-    pub fn with(mut self, tag: u32, value: impl ToString) -> Message {
+    pub fn with(mut self, tag: u32, value: impl FieldValue) -> Message {
         self.push(tag, value);
         self
     }
 
-    pub fn push(&mut self, tag: u32, value: impl ToString) {
-        self.fields.push((tag, value.to_string()));
+    /// Appends a field.
+    pub fn push(&mut self, tag: u32, value: impl FieldValue) {
+        push_decimal(&mut self.body, u64::from(tag));
+        self.body.push('=');
+        let start = self.body.len();
+        value.write_value(&mut self.body);
+        let end = self.body.len();
+        self.body.push(SOH);
+        self.fields.push(Field { tag, start: offset(start), end: offset(end) });
     }
 
     /// The first occurrence of `tag`, if any.
     pub fn get(&self, tag: u32) -> Option<&str> {
-        self.fields.iter().find(|(t, _)| *t == tag).map(|(_, value)| value.as_str())
+        let field = self.fields.iter().find(|field| field.tag == tag)?;
+        Some(self.value(field))
+    }
+
+    /// Every field in order, as tag and value.
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = (u32, &str)> + '_ {
+        self.fields.iter().map(|field| (field.tag, self.value(field)))
+    }
+
+    /// How many body fields the message has.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The body fields encoded, `tag=value` SOH after another, as they go on the wire.
+    pub fn body(&self) -> &[u8] {
+        self.body.as_bytes()
+    }
+
+    /// Keeps only the fields for which `keep` says so.
+    pub fn retain(&mut self, mut keep: impl FnMut(u32, &str) -> bool) {
+        let old = std::mem::replace(self, Message::new(&self.msg_type));
+        for (tag, value) in old.fields() {
+            if keep(tag, value) {
+                self.push(tag, value);
+            }
+        }
+    }
+
+    /// Puts a field before all others.
+    pub fn insert_first(&mut self, tag: u32, value: impl FieldValue) {
+        let old = std::mem::replace(self, Message::new(&self.msg_type));
+        self.push(tag, value);
+        for (tag, value) in old.fields() {
+            self.push(tag, value);
+        }
+    }
+
+    fn value(&self, field: &Field) -> &str {
+        &self.body[field.start as usize..field.end as usize]
     }
 
     /// The value of a required tag.
@@ -103,6 +281,21 @@ impl Message {
     }
 }
 
+/// A body offset. Bodies are bounded by the frame limit, far below 4 GiB; a body beyond it
+/// would be a bug in this module, not bad input.
+fn offset(position: usize) -> u32 {
+    u32::try_from(position).expect("message bodies stay below 4 GiB")
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("msg_type", &self.msg_type)
+            .field("fields", &self.fields().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +309,26 @@ mod tests {
         let error = message.required_u64(38).unwrap_err();
         assert_eq!((error.session_reject_reason(), error.tag()), (6, 38));
         assert_eq!(message.optional_u64(34), Ok(None));
+    }
+
+    #[test]
+    fn the_body_is_the_wire_encoding_and_edits_keep_the_index_true() {
+        let mut message = Message::new("8")
+            .with(37, 42u64)
+            .with(11, "a")
+            .with(44, engine::decimal::format_units(6_000_150, 2))
+            .with(58, String::from("text"))
+            .with(8000, -3i64);
+        assert_eq!(message.body(), b"37=42\x0111=a\x0144=60001.5\x0158=text\x018000=-3\x01");
+        message.insert_first(45, 7u32);
+        message.retain(|tag, _| tag != 11);
+        assert_eq!(message.body(), b"45=7\x0137=42\x0144=60001.5\x0158=text\x018000=-3\x01");
+        assert_eq!(message.get(44), Some("60001.5"));
+        assert_eq!(
+            message.fields().map(|(tag, _)| tag).collect::<Vec<_>>(),
+            [45, 37, 44, 58, 8000]
+        );
+        message.reset("9");
+        assert!(message.is_empty() && message.body().is_empty() && message.msg_type == "9");
     }
 }

@@ -81,10 +81,12 @@ impl Harness {
             sending_time: &time,
             orig_sending_time: orig,
         };
-        let fields: Vec<(u32, String)> =
-            fields.iter().map(|(tag, value)| (*tag, (*value).to_owned())).collect();
+        let mut message = Message::new(msg_type);
+        for (tag, value) in fields {
+            message.push(*tag, value);
+        }
         let mut bytes = Vec::new();
-        encode(&mut bytes, &mut String::new(), &header, msg_type, &fields);
+        encode(&mut bytes, &header, msg_type, message.body());
         let inbound = self.decoder.decode(&bytes).unwrap();
         self.session.handle_inbound(self.now, inbound).unwrap();
     }

@@ -9,6 +9,7 @@ use engine::{
     AccountId, Amount, AssetId, Command, CommandBody, Engine, EngineConfig, Event, InstrumentId,
     InstrumentSpec, Price, Quantity, Side, TransactionId,
 };
+use gateway::message::FieldValue;
 use gateway::orders::store::OrderStore;
 use gateway::orders::{
     origin, EntrySnapshot, Instrument, Instruments, OrderEntry, OrderEntryConfig, Response,
@@ -210,14 +211,14 @@ fn limit(cl_ord_id: &str, side: char, quantity: &str, price: &str) -> Message {
 }
 
 /// The message with `tag` set to `value`, replacing any occurrence.
-fn set(mut message: Message, tag: u32, value: impl ToString) -> Message {
-    message.fields.retain(|(existing, _)| *existing != tag);
+fn set(mut message: Message, tag: u32, value: impl FieldValue) -> Message {
+    message.retain(|existing, _| existing != tag);
     message.with(tag, value)
 }
 
 /// The message without `tag`.
 fn without(mut message: Message, tag: u32) -> Message {
-    message.fields.retain(|(existing, _)| *existing != tag);
+    message.retain(|existing, _| existing != tag);
     message
 }
 
@@ -412,7 +413,7 @@ fn another_sessions_order_is_unknown_and_never_leaked() {
     ] {
         let out = exchange.send(BOB, &message);
         expect(&out[0], "9", &[(37, "NONE"), (39, "8"), (102, "1")]);
-        assert!(out[0].fields.iter().all(|(_, value)| *value != order_id), "{out:?}");
+        assert!(out[0].fields().all(|(_, value)| value != order_id), "{out:?}");
     }
     let out = exchange.send(BOB, &status("a1"));
     expect(&out[0], "8", &[(150, "I"), (39, "8"), (103, "5")]);
@@ -681,7 +682,7 @@ fn answers(exchange: &mut Exchange) -> Vec<Message> {
         out.extend(exchange.send(session, &limit(cl_ord_id, '1', "0.1", "59000")));
     }
     for message in &mut out {
-        message.fields.retain(|(tag, _)| *tag != 17);
+        message.retain(|tag, _| tag != 17);
     }
     out
 }

@@ -17,7 +17,6 @@
 //!           ^ body length counts from here ...                    to here ^
 //! ```
 
-use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -314,7 +313,7 @@ impl FixDecoder {
         if first_tag.get() != 35 || first_value.is_empty() {
             return Err(DecodeError::MsgType);
         }
-        let msg_type = String::from_utf8_lossy(first_value).into_owned();
+        let msg_type = String::from_utf8_lossy(first_value);
         let mut inbound = Inbound {
             seq: None,
             sender_comp_id: None,
@@ -324,7 +323,7 @@ impl FixDecoder {
             orig_sending_time: None,
             msg_type_known: self.tables.knows_msg_type(&msg_type),
             unknown_tag: None,
-            message: Message { msg_type, fields: Vec::with_capacity(fields.len()) },
+            message: Message::new(&msg_type),
         };
         let mut seq_seen = false;
         for (tag, value) in fields {
@@ -348,7 +347,7 @@ impl FixDecoder {
                     if inbound.unknown_tag.is_none() && !self.tables.knows_tag(tag) {
                         inbound.unknown_tag = Some(tag);
                     }
-                    inbound.message.fields.push((tag, text()));
+                    inbound.message.push(tag, &*String::from_utf8_lossy(value));
                 }
             }
         }
@@ -423,52 +422,66 @@ pub struct Header<'a> {
     pub orig_sending_time: Option<&'a str>,
 }
 
-/// Appends one encoded message to `out`. `scratch` is a reused buffer for the body, so that
-/// the unpadded BodyLength can be written before it without allocating.
-pub fn encode(
-    out: &mut Vec<u8>,
-    scratch: &mut String,
-    header: &Header<'_>,
-    msg_type: &str,
-    fields: &[(u32, String)],
-) {
-    scratch.clear();
-    // Writing to a String cannot fail.
-    let _ = write!(
-        scratch,
-        "35={msg_type}\x0149={}\x0156={}\x0134={}\x0152={}\x01",
-        header.sender_comp_id, header.target_comp_id, header.seq, header.sending_time
-    );
+/// Appends one encoded message to `out`: `msg_type` with the standard header, then `body`,
+/// the message's fields already encoded ([`Message::body`]). BodyLength is computed before
+/// anything is written, so the message goes into `out` in one pass, without a scratch copy.
+pub fn encode(out: &mut Vec<u8>, header: &Header<'_>, msg_type: &str, body: &[u8]) {
+    let mut seq_digits = [0u8; 20];
+    let seq = decimal_digits(header.seq, &mut seq_digits);
+    // `tag=` SOH around each header value: 35, 49, 56, 34, 52 take 4 bytes each beyond their
+    // values, and a resend's `43=Y` SOH `122=` SOH takes 10.
+    let mut body_length = 5 * 4
+        + msg_type.len()
+        + header.sender_comp_id.len()
+        + header.target_comp_id.len()
+        + seq.len()
+        + header.sending_time.len()
+        + body.len();
     if let Some(orig) = header.orig_sending_time {
-        let _ = write!(scratch, "43=Y\x01122={orig}\x01");
+        body_length += 10 + orig.len();
     }
-    for (tag, value) in fields {
-        let _ = write!(scratch, "{tag}={value}\x01");
-    }
+    let mut length_digits = [0u8; 20];
+    let length = decimal_digits(body_length as u64, &mut length_digits);
+    out.reserve(BEGIN.len() + length.len() + 1 + body_length + TRAILER_LEN);
     let start = out.len();
     out.extend_from_slice(BEGIN);
-    push_decimal(out, scratch.len());
+    out.extend_from_slice(length);
     out.push(SOH);
-    out.extend_from_slice(scratch.as_bytes());
+    for (tag, value) in [
+        (&b"35="[..], msg_type.as_bytes()),
+        (b"49=", header.sender_comp_id.as_bytes()),
+        (b"56=", header.target_comp_id.as_bytes()),
+        (b"34=", seq),
+        (b"52=", header.sending_time.as_bytes()),
+    ] {
+        out.extend_from_slice(tag);
+        out.extend_from_slice(value);
+        out.push(SOH);
+    }
+    if let Some(orig) = header.orig_sending_time {
+        out.extend_from_slice(b"43=Y\x01122=");
+        out.extend_from_slice(orig.as_bytes());
+        out.push(SOH);
+    }
+    out.extend_from_slice(body);
     let sum = checksum(&out[start..]);
     out.extend_from_slice(b"10=");
     out.extend_from_slice(&[b'0' + sum / 100, b'0' + (sum / 10) % 10, b'0' + sum % 10, SOH]);
 }
 
-/// Appends the decimal digits of `value` without going through a formatter's allocation.
-fn push_decimal(out: &mut Vec<u8>, value: usize) {
-    let mut digits = [0u8; 20];
-    let mut position = digits.len();
+/// The decimal digits of `value`, written at the end of `buffer`.
+fn decimal_digits(value: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut position = buffer.len();
     let mut rest = value;
     loop {
         position -= 1;
-        digits[position] = b"0123456789"[rest % 10];
+        buffer[position] = b'0' + (rest % 10) as u8;
         rest /= 10;
         if rest == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[position..]);
+    &buffer[position..]
 }
 
 /// Length of a UTC timestamp with milliseconds: `YYYYMMDD-HH:MM:SS.sss`.
@@ -476,18 +489,51 @@ pub const TIMESTAMP_LEN: usize = 21;
 
 /// Formats nanoseconds since the Unix epoch as a FIX UTCTimestamp with milliseconds.
 pub fn format_utc_timestamp(time_ns: u64, out: &mut String) {
+    out.push_str(std::str::from_utf8(&timestamp_text(time_ns)).expect("ASCII digits"));
+}
+
+/// A time as a FIX UTCTimestamp with milliseconds, for a message field or `Display`, written
+/// without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtcTimestamp(pub u64);
+
+impl std::fmt::Display for UtcTimestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::str::from_utf8(&timestamp_text(self.0)).expect("ASCII digits"))
+    }
+}
+
+impl crate::message::FieldValue for UtcTimestamp {
+    fn write_value(&self, out: &mut String) {
+        format_utc_timestamp(self.0, out);
+    }
+}
+
+/// `YYYYMMDD-HH:MM:SS.sss` for nanoseconds since the Unix epoch.
+fn timestamp_text(time_ns: u64) -> [u8; TIMESTAMP_LEN] {
     let seconds = time_ns / 1_000_000_000;
     let millis = (time_ns / 1_000_000) % 1000;
     let days = seconds / 86_400;
     let second_of_day = seconds % 86_400;
     let (year, month, day) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{year:04}{month:02}{day:02}-{:02}:{:02}:{:02}.{millis:03}",
-        second_of_day / 3600,
-        (second_of_day / 60) % 60,
-        second_of_day % 60
-    );
+    // Years stay below 10000 for any u64 of nanoseconds (the range ends in 2554).
+    let mut text = *b"00000000-00:00:00.000";
+    for (range, value) in [
+        (0..4, year),
+        (4..6, month),
+        (6..8, day),
+        (9..11, second_of_day / 3600),
+        (12..14, (second_of_day / 60) % 60),
+        (15..17, second_of_day % 60),
+        (18..21, millis),
+    ] {
+        let mut rest = value;
+        for byte in text[range].iter_mut().rev() {
+            *byte = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+    }
+    text
 }
 
 /// Parses a FIX UTCTimestamp (`YYYYMMDD-HH:MM:SS` with optional `.sss`, `.ssssss` or
@@ -573,10 +619,11 @@ mod tests {
     #[test]
     fn encoded_messages_frame_and_decode_back() {
         let mut out = Vec::new();
-        let mut scratch = String::new();
-        let fields = vec![(112, "ping".to_string())];
-        encode(&mut out, &mut scratch, &header(7), "1", &fields);
-        encode(&mut out, &mut scratch, &header(8), "0", &[]);
+        encode(&mut out, &header(7), "1", Message::new("1").with(112, "ping").body());
+        encode(&mut out, &header(8), "0", b"");
+        // A resend's header carries PossDupFlag and OrigSendingTime, counted in BodyLength.
+        let resend = Header { orig_sending_time: Some("20240102-03:04:05.000"), ..header(9) };
+        encode(&mut out, &resend, "8", Message::new("8").with(11, "a").body());
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(text.starts_with("8=FIX.4.4\x019=62\x0135=1\x0149=EXCH\x0156=CLIENT\x0134=7\x01"));
         let mut frames = FrameBuffer::new(4096);
@@ -590,7 +637,10 @@ mod tests {
                 decoded.push(decoder.decode(frames.frame(range)).unwrap());
             }
         }
-        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded.len(), 3);
+        assert!(decoded[2].poss_dup);
+        assert_eq!(decoded[2].orig_sending_time.as_deref(), Some("20240102-03:04:05.000"));
+        assert_eq!(decoded[2].message, Message::new("8").with(11, "a"));
         assert_eq!(decoded[0].seq, Some(7));
         assert_eq!(decoded[0].sender_comp_id.as_deref(), Some("EXCH"));
         assert_eq!(decoded[0].message, Message::new("1").with(112, "ping"));
@@ -600,8 +650,7 @@ mod tests {
     #[test]
     fn bad_checksum_and_body_length_are_dropped_and_the_stream_resynchronises() {
         let mut out = Vec::new();
-        let mut scratch = String::new();
-        encode(&mut out, &mut scratch, &header(1), "0", &[]);
+        encode(&mut out, &header(1), "0", b"");
         let good = out.clone();
         let mut bad_sum = good.clone();
         let len = bad_sum.len();

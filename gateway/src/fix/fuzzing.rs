@@ -148,14 +148,15 @@ fn build_message(input: &mut Input<'_>, next_inbound: u64, now_ns: u64) -> Optio
     let mut time = String::new();
     format_utc_timestamp(now_ns.saturating_sub(skew_ns), &mut time);
     let field_count = input.next()? % 6;
-    let mut fields = Vec::new();
+    let mut message = Message::new(msg_type);
     for _ in 0..field_count {
         let tag = input.pick(&TAGS)?;
         let value = input.pick(&VALUES)?;
-        fields.push((tag, value.to_owned()));
+        message.push(tag, value);
     }
     if msg_type == "A" && shape & 2 == 0 {
-        fields.extend([(108, "30".to_owned()), (554, "secret".to_owned())]);
+        message.push(108, "30");
+        message.push(554, "secret");
     }
     let header = Header {
         sender_comp_id: sender,
@@ -165,7 +166,7 @@ fn build_message(input: &mut Input<'_>, next_inbound: u64, now_ns: u64) -> Optio
         orig_sending_time: (shape & 4 != 0).then_some(time.as_str()),
     };
     let mut bytes = Vec::new();
-    encode(&mut bytes, &mut String::new(), &header, msg_type, &fields);
+    encode(&mut bytes, &header, msg_type, message.body());
     if shape & 8 != 0 {
         let position = usize::from(input.next()?) % bytes.len();
         bytes[position] = input.next()?;

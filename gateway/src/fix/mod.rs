@@ -89,7 +89,7 @@ impl Outbox {
         if let Some((reference_session, seq)) = self.handling {
             let is_reject = matches!(message.msg_type.as_str(), "3" | "j");
             if is_reject && reference_session == session && message.get(45).is_none() {
-                message.fields.insert(0, (45, seq.to_string()));
+                message.insert_first(45, seq);
             }
         }
         self.messages.push_back((session, message));

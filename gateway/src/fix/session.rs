@@ -200,7 +200,6 @@ pub struct Session {
     throttle: TokenBucket,
     throttle_rejects: u32,
     transmit: Vec<u8>,
-    scratch: String,
     time_text: String,
     events: VecDeque<SessionEvent>,
 }
@@ -233,7 +232,6 @@ impl Session {
             resend_requested: false,
             throttle_rejects: 0,
             transmit: Vec::with_capacity(4096),
-            scratch: String::with_capacity(512),
             time_text: String::with_capacity(32),
             events: VecDeque::new(),
         })
@@ -308,10 +306,10 @@ impl Session {
                     self.test_requests_sent += 1;
                     let id = self.test_requests_sent;
                     self.test_request = Some(id);
-                    self.send(now_ns, "1", &[(112, format!("TEST{id}"))])?;
+                    self.send(now_ns, &Message::new("1").with(112, format!("TEST{id}")))?;
                 }
                 if now_ns.saturating_sub(self.last_outbound_ns) >= self.heartbeat_ns {
-                    self.send(now_ns, "0", &[])?;
+                    self.send(now_ns, &Message::new("0"))?;
                 }
                 Ok(())
             }
@@ -345,8 +343,7 @@ impl Session {
     fn send_from_application(&mut self, now_ns: u64, message: &Message) -> Result<u64, SendError> {
         let seq = self.next_outbound;
         let mark = self.transmit.len();
-        self.send(now_ns, &message.msg_type, &message.fields)
-            .map_err(|error| StoreErrorText(error.to_string()))?;
+        self.send(now_ns, message).map_err(|error| StoreErrorText(error.to_string()))?;
         if self.status == Status::Disconnected {
             self.transmit.truncate(mark);
         }
@@ -356,7 +353,7 @@ impl Session {
     /// Starts an orderly Logout (shutdown, or the application ending the session).
     pub fn logout(&mut self, now_ns: u64, text: &str) -> Result<(), StoreError> {
         if self.status == Status::Active {
-            self.send(now_ns, "5", &[(58, text.to_owned())])?;
+            self.send(now_ns, &Message::new("5").with(58, text))?;
             self.status = Status::LoggingOut { since_ns: now_ns };
         }
         Ok(())
@@ -429,11 +426,11 @@ impl Session {
         self.throttle = TokenBucket::full(self.config.throttle, now_ns);
         self.throttle_rejects = 0;
         self.test_request = None;
-        let mut reply = vec![(98, "0".to_owned()), (108, heartbeat_s.to_string())];
+        let mut reply = Message::new("A").with(98, '0').with(108, heartbeat_s);
         if reset_requested || self.config.reset_on_logon {
-            reply.push((141, "Y".to_owned()));
+            reply.push(141, 'Y');
         }
-        self.send(now_ns, "A", &reply)?;
+        self.send(now_ns, &reply)?;
         self.events.push_back(SessionEvent::LoggedOn);
         if seq == self.next_inbound {
             self.set_next_inbound(seq + 1)?;
@@ -551,8 +548,8 @@ impl Session {
     fn request_resend(&mut self, now_ns: u64) -> Result<(), StoreError> {
         if !self.resend_requested {
             self.resend_requested = true;
-            let fields = [(7, self.next_inbound.to_string()), (16, "0".to_owned())];
-            self.send(now_ns, "2", &fields)?;
+            let request = Message::new("2").with(7, self.next_inbound).with(16, '0');
+            self.send(now_ns, &request)?;
         }
         Ok(())
     }
@@ -593,8 +590,8 @@ impl Session {
             }
             "1" => match message.required(112) {
                 Ok(id) => {
-                    let fields = [(112, id.to_owned())];
-                    self.send(now_ns, "0", &fields)?;
+                    let heartbeat = Message::new("0").with(112, id);
+                    self.send(now_ns, &heartbeat)?;
                 }
                 Err(_) => {
                     let reason = RejectReason::RequiredTagMissing;
@@ -639,13 +636,12 @@ impl Session {
             return Ok(Next::Expect(seq + 1));
         }
         self.throttle_rejects += 1;
-        let fields = [
-            (45, seq.to_string()),
-            (372, inbound.message.msg_type.clone()),
-            (380, "99".to_owned()),
-            (58, "throttle exceeded".to_owned()),
-        ];
-        self.send(now_ns, "j", &fields)?;
+        let reject = Message::new("j")
+            .with(45, seq)
+            .with(372, &inbound.message.msg_type)
+            .with(380, 99u32)
+            .with(58, "throttle exceeded");
+        self.send(now_ns, &reject)?;
         if self.throttle_rejects > self.config.throttle.rejects_max {
             self.set_next_inbound(seq + 1)?;
             self.terminate(now_ns, "throttle exceeded repeatedly")?;
@@ -696,7 +692,7 @@ impl Session {
 
     fn answer_logout(&mut self, now_ns: u64) -> Result<(), StoreError> {
         if self.status == Status::Active {
-            self.send(now_ns, "5", &[])?;
+            self.send(now_ns, &Message::new("5"))?;
         }
         self.close("Logout");
         Ok(())
@@ -734,7 +730,7 @@ impl Session {
             if *seq > cursor {
                 gap_start.get_or_insert(cursor);
             }
-            match parse_stored(bytes).filter(|stored| !is_session_level(&stored.msg_type)) {
+            match parse_stored(bytes).filter(|stored| !is_session_level(&stored.message.msg_type)) {
                 None => {
                     gap_start.get_or_insert(*seq);
                 }
@@ -749,8 +745,8 @@ impl Session {
                         sending_time: &now_text,
                         orig_sending_time: Some(&stored.sending_time),
                     };
-                    let (msg_type, fields) = (&stored.msg_type, &stored.fields);
-                    encode(&mut self.transmit, &mut self.scratch, &header, msg_type, fields);
+                    let body = stored.message.body();
+                    encode(&mut self.transmit, &header, &stored.message.msg_type, body);
                 }
             }
             cursor = seq + 1;
@@ -774,8 +770,8 @@ impl Session {
             sending_time: now_text,
             orig_sending_time: Some(now_text),
         };
-        let fields = [(123, "Y".to_owned()), (36, new_seq.to_string())];
-        encode(&mut self.transmit, &mut self.scratch, &header, "4", &fields);
+        let gap_fill = Message::new("4").with(123, 'Y').with(36, new_seq);
+        encode(&mut self.transmit, &header, "4", gap_fill.body());
     }
 
     /// Checks SendingTime (52): present, well formed, and within the accuracy window.
@@ -814,23 +810,23 @@ impl Session {
         tag: Option<u32>,
         text: &str,
     ) -> Result<(), StoreError> {
-        let mut fields = Vec::with_capacity(5);
+        let mut reject = Message::new("3");
         if let Some(seq) = inbound.seq {
-            fields.push((45, seq.to_string()));
+            reject.push(45, seq);
         }
         if let Some(tag) = tag {
-            fields.push((371, tag.to_string()));
+            reject.push(371, tag);
         }
-        fields.push((372, inbound.message.msg_type.clone()));
-        fields.push((373, (reason as u32).to_string()));
-        fields.push((58, text.to_owned()));
-        self.send(now_ns, "3", &fields)
+        reject.push(372, &inbound.message.msg_type);
+        reject.push(373, reason as u32);
+        reject.push(58, text);
+        self.send(now_ns, &reject)
     }
 
     /// Sends a Logout with a reason and closes the connection without waiting for a reply.
     fn terminate(&mut self, now_ns: u64, text: &str) -> Result<(), StoreError> {
         if self.status != Status::Disconnected {
-            self.send(now_ns, "5", &[(58, text.to_owned())])?;
+            self.send(now_ns, &Message::new("5").with(58, text))?;
         }
         self.close(text);
         Ok(())
@@ -848,8 +844,8 @@ impl Session {
             sending_time: &self.time_text,
             orig_sending_time: None,
         };
-        let fields = [(58, text.to_owned())];
-        encode(&mut self.transmit, &mut self.scratch, &header, "5", &fields);
+        let logout = Message::new("5").with(58, text);
+        encode(&mut self.transmit, &header, "5", logout.body());
         self.close(text);
     }
 
@@ -862,12 +858,7 @@ impl Session {
     }
 
     /// Encodes, stores and queues for the wire one message with the next outbound number.
-    fn send(
-        &mut self,
-        now_ns: u64,
-        msg_type: &str,
-        fields: &[(u32, String)],
-    ) -> Result<(), StoreError> {
+    fn send(&mut self, now_ns: u64, message: &Message) -> Result<(), StoreError> {
         self.time_text.clear();
         format_utc_timestamp(now_ns, &mut self.time_text);
         let seq = self.next_outbound;
@@ -879,7 +870,7 @@ impl Session {
             orig_sending_time: None,
         };
         let start = self.transmit.len();
-        encode(&mut self.transmit, &mut self.scratch, &header, msg_type, fields);
+        encode(&mut self.transmit, &header, &message.msg_type, message.body());
         self.store.append_outbound(seq, &self.transmit[start..])?;
         self.next_outbound = seq + 1;
         self.last_outbound_ns = now_ns;
@@ -897,28 +888,28 @@ fn reject_reason_of(error: &crate::message::FieldError) -> RejectReason {
 
 /// A message we encoded and stored, read back for a resend.
 struct Stored {
-    msg_type: String,
     sending_time: String,
-    fields: Vec<(u32, String)>,
+    message: Message,
 }
 
 /// MsgType, SendingTime and body fields of a message we encoded and stored.
 fn parse_stored(bytes: &[u8]) -> Option<Stored> {
     let mut msg_type = None;
     let mut sending_time = None;
-    let mut fields = Vec::new();
+    let mut message = Message::new("");
     for field in bytes.split(|&b| b == SOH).filter(|field| !field.is_empty()) {
         let equals = field.iter().position(|&b| b == b'=')?;
         let tag = u32::try_from(parse_decimal(&field[..equals])?).ok()?;
-        let value = String::from_utf8_lossy(&field[equals + 1..]).into_owned();
+        let value = String::from_utf8_lossy(&field[equals + 1..]);
         match tag {
-            35 => msg_type = Some(value),
-            52 => sending_time = Some(value),
+            35 => msg_type = Some(value.into_owned()),
+            52 => sending_time = Some(value.into_owned()),
             8 | 9 | 10 | 34 | 43 | 49 | 56 | 122 => {}
-            _ => fields.push((tag, value)),
+            _ => message.push(tag, &*value),
         }
     }
-    Some(Stored { msg_type: msg_type?, sending_time: sending_time?, fields })
+    message.msg_type = msg_type?;
+    Some(Stored { sending_time: sending_time?, message })
 }
 
 /// Which configured session a Logon is for.
@@ -961,5 +952,5 @@ pub fn encode_refusal(out: &mut Vec<u8>, now_ns: u64, inbound: &Inbound, text: &
         sending_time: &time_text,
         orig_sending_time: None,
     };
-    encode(out, &mut String::new(), &header, "5", &[(58, text.to_owned())]);
+    encode(out, &header, "5", Message::new("5").with(58, text).body());
 }

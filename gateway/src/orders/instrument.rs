@@ -1,7 +1,7 @@
 //! Instruments as the order-entry layer sees them: a FIX Symbol (55) and the decimal scales that
 //! turn wire prices and quantities into the engine's ticks and lots and back, exactly.
 
-use engine::decimal::{format_units, parse_increments, parse_units, DecimalError};
+use engine::decimal::{format_units, parse_increments, parse_units, DecimalDisplay, DecimalError};
 use engine::{Amount, InstrumentId, InstrumentSpec, Price, Quantity};
 
 /// Why an instrument's decimal description could not be derived from its engine spec.
@@ -88,31 +88,32 @@ impl Instrument {
         parse_units(text, self.quote_scale).map(Amount)
     }
 
-    pub fn format_price(&self, price: Price) -> String {
-        format_units(u128::from(price.0) * self.tick_units, self.quote_scale).to_string()
+    /// A price as wire text; it formats without allocating (see [`DecimalDisplay`]).
+    pub fn format_price(&self, price: Price) -> DecimalDisplay {
+        format_units(u128::from(price.0) * self.tick_units, self.quote_scale)
     }
 
-    pub fn format_quantity(&self, quantity: Quantity) -> String {
-        format_units(u128::from(quantity.0) * self.lot_units, self.base_scale).to_string()
+    pub fn format_quantity(&self, quantity: Quantity) -> DecimalDisplay {
+        format_units(u128::from(quantity.0) * self.lot_units, self.base_scale)
     }
 
-    pub fn format_quote_amount(&self, amount: Amount) -> String {
-        format_units(amount.0, self.quote_scale).to_string()
+    pub fn format_quote_amount(&self, amount: Amount) -> DecimalDisplay {
+        format_units(amount.0, self.quote_scale)
     }
 
     /// The quantity-weighted average of fills whose price × quantity sum to `ticks_lots`, over
     /// `lots` lots, as a decimal. It is exact whenever the quotient has at most
     /// [`AVERAGE_EXTRA_DIGITS`] digits beyond the quote scale, and rounded half up to that many
     /// otherwise: fills of 1 lot at 1 and 2 lots at 2 average 5/3, which has no exact decimal.
-    pub fn format_average_price(&self, ticks_lots: u128, lots: u64) -> String {
+    pub fn format_average_price(&self, ticks_lots: u128, lots: u64) -> DecimalDisplay {
         if lots == 0 {
-            return "0".to_owned();
+            return format_units(0, 0);
         }
         let scale = 10u128.pow(u32::from(AVERAGE_EXTRA_DIGITS));
         let numerator = ticks_lots * self.tick_units * scale;
         let denominator = u128::from(lots);
         let rounded = (numerator + denominator / 2) / denominator;
-        format_units(rounded, self.quote_scale + AVERAGE_EXTRA_DIGITS).to_string()
+        format_units(rounded, self.quote_scale + AVERAGE_EXTRA_DIGITS)
     }
 }
 
@@ -173,9 +174,11 @@ mod tests {
         assert_eq!(instrument.parse_price("60000.5"), Err(DecimalError::NotAMultiple));
         assert_eq!(instrument.parse_quantity("0.25"), Ok(Quantity(25)));
         assert_eq!(instrument.parse_quantity("0.001"), Err(DecimalError::NotAMultiple));
-        assert_eq!(instrument.format_price(Price(60_001)), "60001");
-        assert_eq!(instrument.format_quantity(Quantity(150)), "1.5");
-        assert_eq!(instrument.format_average_price(3 * 60_000 + 60_001, 4), "60000.25");
-        assert_eq!(instrument.format_average_price(5, 3), "1.66666667");
+        assert_eq!(instrument.format_price(Price(60_001)).to_string(), "60001");
+        assert_eq!(instrument.format_quantity(Quantity(150)).to_string(), "1.5");
+        let average = |ticks_lots, lots| instrument.format_average_price(ticks_lots, lots);
+        assert_eq!(average(3 * 60_000 + 60_001, 4).to_string(), "60000.25");
+        assert_eq!(average(5, 3).to_string(), "1.66666667");
+        assert_eq!(average(0, 0).to_string(), "0");
     }
 }

@@ -6,7 +6,7 @@ use engine::{Price, Quantity};
 
 use super::instrument::Instrument;
 use super::Order;
-use crate::fix::codec::{format_utc_timestamp, TIMESTAMP_LEN};
+use crate::fix::codec::UtcTimestamp;
 use crate::message::Message;
 
 /// FIX tags this module writes, by name, so that builders read like the specification.
@@ -47,13 +47,11 @@ pub(crate) mod tag {
     pub const SELF_TRADE_PREVENTION: u32 = 8000;
 }
 
-/// Formats nanoseconds since the Unix epoch as a FIX UTCTimestamp with milliseconds,
-/// `YYYYMMDD-HH:MM:SS.sss`, the precision FIX 4.4 defines: the session layer's formatter, into
-/// a string of its own for a message field.
-pub fn utc_timestamp(timestamp_ns: u64) -> String {
-    let mut text = String::with_capacity(TIMESTAMP_LEN);
-    format_utc_timestamp(timestamp_ns, &mut text);
-    text
+/// Nanoseconds since the Unix epoch as a FIX UTCTimestamp with milliseconds,
+/// `YYYYMMDD-HH:MM:SS.sss`, the precision FIX 4.4 defines: the session layer's formatter, as a
+/// field value.
+pub fn utc_timestamp(timestamp_ns: u64) -> UtcTimestamp {
+    UtcTimestamp(timestamp_ns)
 }
 
 /// What one ExecutionReport says beyond the order's own state.
@@ -234,10 +232,10 @@ mod tests {
 
     #[test]
     fn timestamps_are_fix_utc() {
-        assert_eq!(utc_timestamp(0), "19700101-00:00:00.000");
+        assert_eq!(utc_timestamp(0).to_string(), "19700101-00:00:00.000");
         // 2024-02-29 12:34:56.789, a leap day.
-        assert_eq!(utc_timestamp(1_709_210_096_789_000_000), "20240229-12:34:56.789");
-        assert_eq!(utc_timestamp(951_782_400_000_000_000), "20000229-00:00:00.000");
-        assert_eq!(utc_timestamp(4_102_444_799_999_999_999), "20991231-23:59:59.999");
+        assert_eq!(utc_timestamp(1_709_210_096_789_000_000).to_string(), "20240229-12:34:56.789");
+        assert_eq!(utc_timestamp(951_782_400_000_000_000).to_string(), "20000229-00:00:00.000");
+        assert_eq!(utc_timestamp(4_102_444_799_999_999_999).to_string(), "20991231-23:59:59.999");
     }
 }
