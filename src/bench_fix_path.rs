@@ -145,7 +145,7 @@ fn build(dir: &Path) -> anyhow::Result<FixPath> {
     let mut sessions = Vec::new();
     for session_config in session_configs {
         let store =
-            fix_store.session(&session_config.sender_comp_id, &session_config.target_comp_id);
+            fix_store.session(&session_config.sender_comp_id, &session_config.target_comp_id)?;
         let session = Session::new(session_config.clone(), Box::new(store))?;
         sessions.push((session_config, session));
     }

@@ -637,6 +637,49 @@ impl Journal {
         self.last_seq
     }
 
+    /// The first seq of the segment being written: it changes when an append rolls over.
+    pub fn segment_first_seq(&self) -> u64 {
+        self.segments.last().map_or(1, |segment| segment.first_seq)
+    }
+
+    /// Whether a payload of `bytes` still fits the segment being written.
+    pub fn fits(&self, bytes: usize) -> bool {
+        self.offset + FRAME_HEADER_BYTES + bytes + 4 <= self.map.len()
+    }
+
+    /// Makes the next append start a new segment, so that a journal whose records refer to
+    /// earlier ones (the FIX session log) can open every segment with what it needs. Does
+    /// nothing while the current segment holds no record.
+    pub fn roll_over_now(&mut self) -> Result<(), JournalError> {
+        let Some(last) = self.last_seq else { return Ok(()) };
+        if self.offset == SEGMENT_HEADER_BYTES {
+            return Ok(());
+        }
+        let next = match self.config.order {
+            SeqOrder::Strict => last + 1,
+            SeqOrder::NonDecreasing => last,
+        };
+        self.roll_over(next, 0)
+    }
+
+    /// Deletes the segments all of whose records lie below `seq`, never the one being written;
+    /// returns how many went. For a journal whose older records a later one supersedes (the
+    /// FIX session log), not for the command and event journals, which replay needs whole.
+    pub fn remove_segments_before(&mut self, seq: u64) -> Result<usize, JournalError> {
+        // A segment's records lie below the next segment's first seq.
+        let removable = self
+            .segments
+            .windows(2)
+            .take_while(|pair| pair[1].first_seq <= seq)
+            .count()
+            .min(self.segments.len().saturating_sub(1));
+        for segment in &self.segments[..removable] {
+            fs::remove_file(&segment.path).map_err(io(&segment.path))?;
+        }
+        self.segments.drain(..removable);
+        Ok(removable)
+    }
+
     /// A handle with which another thread makes this journal durable up to its last commit.
     pub fn sync_handle(&self) -> JournalSync {
         JournalSync(Arc::clone(&self.shared))

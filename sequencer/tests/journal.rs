@@ -110,6 +110,38 @@ fn segments_roll_over_and_read_back_in_order() {
 }
 
 #[test]
+fn a_segment_can_be_started_early_and_superseded_segments_removed() {
+    let dir = TempDir::new("remove");
+    let segment_bytes = (FIRST_FRAME + 20 * FRAME + 4) as u64;
+    let (mut journal, _) =
+        Journal::open(config(&dir.0, segment_bytes, Durability::PageCache)).unwrap();
+    // Nothing to roll over from yet.
+    journal.roll_over_now().unwrap();
+    assert_eq!(journal.segment_first_seq(), 1);
+    for seq in 1..=5 {
+        journal.append(seq, &payload(seq)).unwrap();
+    }
+    assert!(journal.fits(PAYLOAD));
+    journal.roll_over_now().unwrap();
+    journal.append(6, &payload(6)).unwrap();
+    assert_eq!(journal.segment_first_seq(), 6);
+    for seq in 7..=45 {
+        journal.append(seq, &payload(seq)).unwrap();
+    }
+    // Segments start at 1, 6 and 26; the one being written is never removed.
+    assert_eq!(segment_files(&dir.0).len(), 3);
+    assert_eq!(journal.remove_segments_before(5).unwrap(), 0);
+    assert_eq!(journal.remove_segments_before(6).unwrap(), 1);
+    assert_eq!(journal.remove_segments_before(u64::MAX).unwrap(), 1);
+    assert_eq!(segment_files(&dir.0).len(), 1);
+    journal.commit().unwrap();
+    drop(journal);
+    assert_eq!(read(&dir.0), (26..=45).collect::<Vec<_>>());
+    let (_, report) = Journal::open(config(&dir.0, segment_bytes, Durability::PageCache)).unwrap();
+    assert_eq!((report.segments, report.last_seq), (1, Some(45)));
+}
+
+#[test]
 fn a_last_segment_whose_header_never_reached_the_disk_is_dropped() {
     let dir = TempDir::new("blank-header");
     let segment_bytes = (FIRST_FRAME + 20 * FRAME + 4) as u64;

@@ -188,7 +188,8 @@ impl Acceptor {
         for session_config in &config.sessions {
             let session_store: Box<dyn SessionStore> = match &store {
                 Some(store) => Box::new(
-                    store.session(&session_config.sender_comp_id, &session_config.target_comp_id),
+                    store
+                        .session(&session_config.sender_comp_id, &session_config.target_comp_id)?,
                 ),
                 None => Box::new(MemoryStore::default()),
             };
