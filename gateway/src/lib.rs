@@ -12,6 +12,5 @@ pub mod fix;
 pub mod http;
 pub mod message;
 pub mod orders;
-mod rocks;
 
 pub use message::{FieldError, Message};

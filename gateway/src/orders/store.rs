@@ -1,54 +1,139 @@
 //! Durable state of the order entry that the journals do not hold: which session and ClOrdID
-//! each submitted request came from (stored before its commands are submitted), and snapshots
-//! of the whole order table so that a restart replays only the journal after the newest one.
+//! each submitted request came from (stored before its commands are submitted), how far
+//! reports have been delivered, and snapshots of the whole order table so that a restart
+//! replays only the journal after the newest one.
 //!
-//! One RocksDB database, two key spaces, values as JSON:
+//! Requests and delivered marks go to an append-only request log (a journal of the
+//! sequencer's kind, `requests-<first record>.journal` in the store's directory): storing one
+//! is a copy into the page cache, and [`OrderStore::flush`], which the bridge calls once per
+//! pass before it submits any of the pass's commands, costs nothing more unless the policy
+//! fsyncs. Snapshots, large and rare, go to a RocksDB database in the `snapshots`
+//! subdirectory, values as JSON:
 //!
 //! ```text
-//! 'q' | request number (u64 big-endian)  → Request
-//! 's' | seq (u64 big-endian)             → EntrySnapshot as of the end of command seq
-//! 'd' | 0                                 → seq (u64 big-endian): reports delivered up to here
+//! request log record payload, zero padded to a multiple of 8 bytes:
+//!  0      1          4            8               16
+//!  +------+----------+------------+---------------+---------------------------+
+//!  | kind | 0 0 0    | length     | number (u64)  | bytes (`length` of them)  |
+//!  |      |          | (u32)      |               |                           |
+//!  +------+----------+------------+---------------+---------------------------+
+//!  kind 1 REQUEST    number = request number; bytes = the Request as JSON
+//!  kind 2 DELIVERED  number = seq: reports of every command up to it were delivered
+//!
+//! snapshots (RocksDB):
+//! 's' | seq (u64 big-endian)  -> EntrySnapshot as of the end of command seq
 //! ```
 //!
-//! Requests and delivered marks are batched: they wait in a pending `WriteBatch` until
-//! [`OrderStore::flush`], so that the bridge pays one RocksDB write (one `write`, or one fsync)
-//! for all the requests of a pass, before it submits any of their commands. Reads flush first.
-//!
-//! Big-endian numbers make RocksDB's byte order the numeric order. A snapshot makes every
-//! request numbered below its `next_request` redundant, so storing one prunes those requests
-//! and all older snapshots but the previous one (kept in case the newest turns out unreadable).
+//! A snapshot makes every request numbered below its `next_request` redundant: reads skip
+//! them from then on, and log segments holding nothing newer are deleted. Every new segment
+//! starts with the current delivered mark, so deleting older ones never loses it. Of the
+//! snapshots, the newest and the one before it are kept (in case the newest turns out
+//! unreadable).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::rocks::append_mostly;
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
+use sequencer::journal::{read_all, Durability, Journal, JournalConfig, JournalError, SeqOrder};
 
 use super::{EntrySnapshot, Request};
 
-const REQUEST: u8 = b'q';
 const SNAPSHOT: u8 = b's';
-const DELIVERED: u8 = b'd';
 /// Snapshots kept: the newest and one fallback.
 const SNAPSHOTS_KEPT: usize = 2;
+
+/// The request log's journal name.
+const LOG_NAME: &str = "requests";
+/// Segment size of the request log.
+pub const LOG_SEGMENT_BYTES: u64 = 16 << 20;
+const REQUEST: u8 = 1;
+const DELIVERED: u8 = 2;
+const RECORD_HEADER: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OrderStoreError {
     #[error("order store {path}: {source}")]
     Rocks { path: PathBuf, source: rocksdb::Error },
-    #[error("order store {path}: undecodable record {key:?}: {source}")]
-    Decode { path: PathBuf, key: Vec<u8>, source: serde_json::Error },
+    #[error("order store {path}: {source}")]
+    Log { path: PathBuf, source: JournalError },
+    #[error("order store {path}: undecodable record {record}: {reason}")]
+    Decode { path: PathBuf, record: u64, reason: String },
 }
 
-/// The order entry's RocksDB store.
+/// The request log and what the store remembers of it, behind the store's lock.
+struct RequestLog {
+    journal: Journal,
+    /// The record number the next append gets.
+    next_record: u64,
+    /// Records appended since the last flush.
+    dirty: bool,
+    delivered: Option<u64>,
+    /// Number and log record of every request not yet made redundant by a snapshot.
+    requests: VecDeque<(u64, u64)>,
+    /// Requests numbered below this are redundant (the newest snapshot's `next_request`).
+    redundant_below: u64,
+    /// A record being built, reused.
+    payload: Vec<u8>,
+}
+
+impl RequestLog {
+    fn append(&mut self, kind: u8, number: u64, bytes: &[u8]) -> Result<u64, JournalError> {
+        if !self.journal.fits(RECORD_HEADER + bytes.len().next_multiple_of(8)) {
+            // A new segment opens with the delivered mark, so that older ones can go.
+            self.journal.roll_over_now()?;
+            if let Some(delivered) = self.delivered {
+                self.append_here(DELIVERED, delivered, &[])?;
+            }
+        }
+        self.append_here(kind, number, bytes)
+    }
+
+    fn append_here(&mut self, kind: u8, number: u64, bytes: &[u8]) -> Result<u64, JournalError> {
+        let length = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        self.payload.clear();
+        self.payload.extend_from_slice(&[kind, 0, 0, 0]);
+        self.payload.extend_from_slice(&length.to_le_bytes());
+        self.payload.extend_from_slice(&number.to_le_bytes());
+        self.payload.extend_from_slice(bytes);
+        self.payload.resize((RECORD_HEADER + bytes.len()).next_multiple_of(8), 0);
+        let record = self.next_record;
+        self.journal.append(record, &self.payload)?;
+        self.next_record += 1;
+        self.dirty = true;
+        Ok(record)
+    }
+
+    /// Forgets requests below `next_request` and deletes the segments only they were in.
+    fn prune(&mut self, next_request: u64) -> Result<(), JournalError> {
+        self.redundant_below = self.redundant_below.max(next_request);
+        while self.requests.front().is_some_and(|&(number, _)| number < self.redundant_below) {
+            self.requests.pop_front();
+        }
+        let keep_from = self.requests.front().map_or(self.next_record, |&(_, record)| record);
+        // The segment being written is never removed, and every other segment starts with
+        // the delivered mark of its time, so the newest mark always survives.
+        self.journal.remove_segments_before(keep_from)?;
+        Ok(())
+    }
+}
+
+/// One record of the request log, decoded.
+fn decode_record(payload: &[u8]) -> Option<(u8, u64, &[u8])> {
+    let header = payload.get(..RECORD_HEADER)?;
+    let length = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+    let number = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    Some((header[0], number, payload.get(RECORD_HEADER..RECORD_HEADER.checked_add(length)?)?))
+}
+
+/// The order entry's store: the request log and the snapshot database.
 pub struct OrderStore {
     db: DB,
     path: PathBuf,
     /// Whether writes are fsynced.
     sync: bool,
-    /// Requests and marks not yet written; see the module documentation.
-    pending: Mutex<WriteBatch>,
+    log: Mutex<RequestLog>,
 }
 
 impl std::fmt::Debug for OrderStore {
@@ -71,83 +156,162 @@ impl OrderStore {
     /// matches a journal that fsyncs before release; without it a flushed write survives a
     /// process crash but not a power loss, like a page-cache journal.
     pub fn open(directory: &Path, sync: bool) -> Result<OrderStore, OrderStoreError> {
+        OrderStore::open_with(directory, sync, LOG_SEGMENT_BYTES)
+    }
+
+    /// Opens the store with request-log segments of `segment_bytes` (small ones let tests
+    /// roll over).
+    pub fn open_with(
+        directory: &Path,
+        sync: bool,
+        segment_bytes: u64,
+    ) -> Result<OrderStore, OrderStoreError> {
+        if directory.join("CURRENT").exists() {
+            // An earlier version kept requests and snapshots in RocksDB right here.
+            eprintln!(
+                "fix: {} holds an earlier version's RocksDB order store, which is no longer \
+                 read: the order entry starts from the journals alone",
+                directory.display()
+            );
+        }
+        let snapshots = directory.join("snapshots");
         let mut options = Options::default();
         options.create_if_missing(true);
-        append_mostly(&mut options);
-        let db = DB::open(&options, directory)
-            .map_err(|source| OrderStoreError::Rocks { path: directory.to_owned(), source })?;
-        let pending = Mutex::new(WriteBatch::default());
-        Ok(OrderStore { db, path: directory.to_owned(), sync, pending })
+        let db = DB::open(&options, &snapshots)
+            .map_err(|source| OrderStoreError::Rocks { path: snapshots.clone(), source })?;
+        let log_error = |source| OrderStoreError::Log { path: directory.to_owned(), source };
+        let (journal, report) = Journal::open(JournalConfig {
+            directory: directory.to_owned(),
+            name: LOG_NAME.to_owned(),
+            segment_bytes,
+            order: SeqOrder::Strict,
+            durability: if sync { Durability::SyncEachCommit } else { Durability::PageCache },
+            truncate_corrupt: false,
+        })
+        .map_err(log_error)?;
+        let log = RequestLog {
+            next_record: report.last_seq.map_or(journal.segment_first_seq(), |last| last + 1),
+            journal,
+            dirty: false,
+            delivered: None,
+            requests: VecDeque::new(),
+            redundant_below: 0,
+            payload: Vec::with_capacity(512),
+        };
+        let store = OrderStore { db, path: directory.to_owned(), sync, log: Mutex::new(log) };
+        let redundant_below = store.latest_snapshot()?.map_or(0, |snapshot| snapshot.next_request);
+        let mut log = store.lock();
+        log.redundant_below = redundant_below;
+        let mut defect = None;
+        read_all(directory, LOG_NAME, SeqOrder::Strict, |record, payload| {
+            match decode_record(payload) {
+                Some((REQUEST, number, _)) => {
+                    if number >= redundant_below {
+                        log.requests.push_back((number, record));
+                    }
+                }
+                Some((DELIVERED, seq, _)) => log.delivered = Some(seq),
+                _ => {
+                    defect.get_or_insert(record);
+                }
+            }
+            Ok(())
+        })
+        .map_err(log_error)?;
+        drop(log);
+        if let Some(record) = defect {
+            let reason = "not a request log record".to_owned();
+            return Err(OrderStoreError::Decode { path: directory.to_owned(), record, reason });
+        }
+        Ok(store)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RequestLog> {
+        // Never contended: the bridge alone writes, on the acceptor's thread.
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn rocks(&self) -> impl FnOnce(rocksdb::Error) -> OrderStoreError + '_ {
-        |source| OrderStoreError::Rocks { path: self.path.clone(), source }
+        |source| OrderStoreError::Rocks { path: self.path.join("snapshots"), source }
     }
 
-    fn write_options(&self) -> WriteOptions {
-        let mut options = WriteOptions::default();
-        options.set_sync(self.sync);
-        options
+    fn log_error(&self) -> impl FnOnce(JournalError) -> OrderStoreError + '_ {
+        |source| OrderStoreError::Log { path: self.path.clone(), source }
     }
 
-    fn stage(&self, stage: impl FnOnce(&mut WriteBatch)) {
-        stage(&mut self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-    }
-
-    /// Writes the pending requests and marks, fsynced under the sync policy. A request is
-    /// stored (as the policy defines it) only after the next flush.
+    /// Makes the requests and marks appended since the last flush stored as the policy
+    /// defines it (fsynced under the sync policy): call before submitting their commands.
     pub fn flush(&self) -> Result<(), OrderStoreError> {
-        let batch = {
-            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            if pending.is_empty() {
-                return Ok(());
-            }
-            std::mem::take(&mut *pending)
-        };
-        self.db.write_opt(batch, &self.write_options()).map_err(self.rocks())
-    }
-
-    /// Stores a request (pending: [`OrderStore::flush`] before submitting its commands).
-    pub fn put_request(&self, request: &Request) -> Result<(), OrderStoreError> {
-        let value = serde_json::to_vec(request).expect("requests always serialize");
-        self.stage(|batch| batch.put(key(REQUEST, request.number), value));
+        let mut log = self.lock();
+        if !log.dirty {
+            return Ok(());
+        }
+        log.journal.commit().map_err(self.log_error())?;
+        log.dirty = false;
         Ok(())
     }
 
-    /// Every stored request numbered `from` or later, in number order.
+    /// Stores a request ([`OrderStore::flush`] before submitting its commands).
+    pub fn put_request(&self, request: &Request) -> Result<(), OrderStoreError> {
+        let value = serde_json::to_vec(request).expect("requests always serialize");
+        let mut log = self.lock();
+        let record = log.append(REQUEST, request.number, &value).map_err(self.log_error())?;
+        log.requests.push_back((request.number, record));
+        Ok(())
+    }
+
+    /// Every stored request numbered `from` or later that no snapshot has made redundant, in
+    /// number order. Reads the log: for recovery, not for the order path.
     pub fn requests_from(&self, from: u64) -> Result<Vec<Request>, OrderStoreError> {
-        self.flush()?;
-        let mut requests = Vec::new();
-        let mut iterator = self.db.raw_iterator();
-        iterator.seek(key(REQUEST, from));
-        while let (Some(key), Some(value)) = (iterator.key(), iterator.value()) {
-            if key.first() != Some(&REQUEST) {
-                break;
+        let (from, first_record) = {
+            let log = self.lock();
+            let from = from.max(log.redundant_below);
+            let position = log.requests.partition_point(|&(number, _)| number < from);
+            match log.requests.get(position) {
+                Some(&(_, record)) => (from, record),
+                None => return Ok(Vec::new()),
             }
-            let request = serde_json::from_slice(value).map_err(|source| {
-                OrderStoreError::Decode { path: self.path.clone(), key: key.to_vec(), source }
-            })?;
-            requests.push(request);
-            iterator.next();
+        };
+        let mut requests = Vec::new();
+        let mut defect = None;
+        read_all(&self.path, LOG_NAME, SeqOrder::Strict, |record, payload| {
+            if record < first_record || defect.is_some() {
+                return Ok(());
+            }
+            if let Some((REQUEST, number, bytes)) = decode_record(payload) {
+                if number >= from {
+                    match serde_json::from_slice::<Request>(bytes) {
+                        Ok(request) => requests.push(request),
+                        Err(error) => defect = Some((record, error.to_string())),
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map_err(self.log_error())?;
+        if let Some((record, reason)) = defect {
+            return Err(OrderStoreError::Decode { path: self.path.clone(), record, reason });
         }
-        iterator.status().map_err(self.rocks())?;
+        requests.sort_by_key(|request| request.number);
         Ok(requests)
     }
 
-    /// Stores a snapshot and prunes what it makes redundant, and flushes.
+    /// Stores a snapshot, prunes older snapshots and the requests it makes redundant.
     pub fn put_snapshot(&self, snapshot: &EntrySnapshot) -> Result<(), OrderStoreError> {
         self.flush()?;
         let value = serde_json::to_vec(snapshot).expect("snapshots always serialize");
         let mut batch = WriteBatch::default();
         batch.put(key(SNAPSHOT, snapshot.seq), value);
-        batch.delete_range(key(REQUEST, 0), key(REQUEST, snapshot.next_request));
         let mut older = self.snapshot_seqs()?;
         older.retain(|seq| *seq < snapshot.seq);
         let excess = (older.len() + 1).saturating_sub(SNAPSHOTS_KEPT);
         for seq in &older[..excess] {
             batch.delete(key(SNAPSHOT, *seq));
         }
-        self.db.write_opt(batch, &self.write_options()).map_err(self.rocks())
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync);
+        self.db.write_opt(batch, &options).map_err(self.rocks())?;
+        self.lock().prune(snapshot.next_request).map_err(self.log_error())
     }
 
     fn snapshot_seqs(&self) -> Result<Vec<u64>, OrderStoreError> {
@@ -165,26 +329,23 @@ impl OrderStore {
     }
 
     /// Records that the reports of every command up to `seq` have been handed to the FIX
-    /// sessions (which store them before sending), so a restart sends the later ones. Buffered
-    /// like every write: a mark lost in a crash makes the restart send more reports again.
+    /// sessions (which store them before sending), so a restart sends the later ones. A mark
+    /// lost in a crash makes the restart send more reports again, never fewer.
     pub fn put_delivered(&self, seq: u64) -> Result<(), OrderStoreError> {
-        self.stage(|batch| batch.put(key(DELIVERED, 0), seq.to_be_bytes()));
+        let mut log = self.lock();
+        log.append(DELIVERED, seq, &[]).map_err(self.log_error())?;
+        log.delivered = Some(seq);
         Ok(())
     }
 
     /// The seq [`OrderStore::put_delivered`] last recorded, if any.
     pub fn delivered(&self) -> Result<Option<u64>, OrderStoreError> {
-        self.flush()?;
-        let value = self.db.get(key(DELIVERED, 0)).map_err(self.rocks())?;
-        Ok(value
-            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-            .map(u64::from_be_bytes))
+        Ok(self.lock().delivered)
     }
 
     /// The newest snapshot that decodes, if any; an undecodable one is skipped for the one
     /// before it, since replaying from further back gives the same state.
     pub fn latest_snapshot(&self) -> Result<Option<EntrySnapshot>, OrderStoreError> {
-        self.flush()?;
         for seq in self.snapshot_seqs()?.into_iter().rev() {
             let Some(value) = self.db.get(key(SNAPSHOT, seq)).map_err(self.rocks())? else {
                 continue;
@@ -199,9 +360,94 @@ impl OrderStore {
 
 impl Drop for OrderStore {
     fn drop(&mut self) {
-        // Whatever was stored since the last flush is written before the database closes.
+        // Under the sync policy, whatever was stored since the last flush is synced before the
+        // log closes.
         if let Err(error) = self.flush() {
             eprintln!("fix: {error}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{RequestKind, SessionId};
+    use super::*;
+
+    /// A fresh directory under the system's temporary directory, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let path =
+                std::env::temp_dir().join(format!("order-log-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn request(number: u64) -> Request {
+        Request {
+            number,
+            session: SessionId::new("ALICE"),
+            cl_ord_id: format!("order-{number}-{}", "x".repeat(60)),
+            kind: RequestKind::New { order_id: 1000 + number },
+        }
+    }
+
+    fn segments(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("requests-") && name.ends_with(".journal")
+            })
+            .count()
+    }
+
+    #[test]
+    fn requests_and_the_delivered_mark_survive_reopen_and_a_snapshot_prunes_segments() {
+        let dir = TempDir::new("prune");
+        let segment_bytes = 4096;
+        {
+            let store = OrderStore::open_with(&dir.0, false, segment_bytes).unwrap();
+            assert_eq!(store.delivered().unwrap(), None);
+            for number in 1..=100 {
+                store.put_request(&request(number)).unwrap();
+                store.put_delivered(number * 10).unwrap();
+                store.flush().unwrap();
+            }
+            // Requests with no mark after them fill segments of their own.
+            for number in 101..=140 {
+                store.put_request(&request(number)).unwrap();
+            }
+            assert!(segments(&dir.0) > 5);
+        }
+        let store = OrderStore::open_with(&dir.0, false, segment_bytes).unwrap();
+        assert_eq!(store.delivered().unwrap(), Some(1000));
+        let numbers = |from| -> Vec<u64> {
+            store.requests_from(from).unwrap().iter().map(|request| request.number).collect()
+        };
+        assert_eq!(numbers(0), (1..=140).collect::<Vec<_>>());
+        assert_eq!(store.requests_from(40).unwrap()[0], request(40));
+        // A snapshot at request 135 leaves six requests and a segment or two.
+        let snapshot = EntrySnapshot { seq: 7, next_request: 135, ..EntrySnapshot::default() };
+        store.put_snapshot(&snapshot).unwrap();
+        assert_eq!(numbers(0), (135..=140).collect::<Vec<_>>());
+        assert!(segments(&dir.0) <= 2, "{} segments kept", segments(&dir.0));
+        drop(store);
+        // The last mark was in a deleted segment: the segments after it carry it.
+        let store = OrderStore::open_with(&dir.0, false, segment_bytes).unwrap();
+        assert_eq!(store.delivered().unwrap(), Some(1000));
+        assert_eq!(store.latest_snapshot().unwrap(), Some(snapshot));
+        let numbers: Vec<u64> =
+            store.requests_from(0).unwrap().iter().map(|request| request.number).collect();
+        assert_eq!(numbers, (135..=140).collect::<Vec<_>>());
     }
 }
