@@ -5,7 +5,7 @@
 //! figures are mostly the cost of sharing a core: the generator, the gateway's I/O thread and
 //! every helper take turns on one core. This benchmark runs every stage of the path in turn on
 //! the calling thread, with the node's real parts (fefix decoding, the session layer with its
-//! RocksDB store, the order entry and its store, in-memory rings, the application loop with its
+//! session log, the order entry and its request log, in-memory rings, the application loop with its
 //! sequencer, journals and engine), and times each stage, so that work on the path can be
 //! measured in microseconds per message rather than guessed from a noisy wire-to-wire figure.
 //!

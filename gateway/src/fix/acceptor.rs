@@ -35,7 +35,7 @@ use super::{Application, Outbox, SessionKey};
 pub struct AcceptorConfig {
     pub listen: SocketAddr,
     pub sessions: Vec<SessionConfig>,
-    /// RocksDB directory for sequence numbers and outbound messages; `None` keeps them in
+    /// Directory of the session log (sequence numbers and outbound messages); `None` keeps them in
     /// memory, lost on restart.
     pub store_path: Option<PathBuf>,
     pub idle: IdleConfig,

@@ -4,7 +4,7 @@
 //! - [`codec`]: framing of the byte stream (BodyLength, CheckSum), decoding with `fefix`, and
 //!   our own encoder.
 //! - [`session`]: the session layer as a pure state machine ([`Session`]), time passed in.
-//! - [`store`]: sequence numbers and outbound messages per session, in RocksDB.
+//! - [`store`]: sequence numbers and outbound messages per session, in an append-only log.
 //! - [`acceptor`]: the TCP listener and the poll loop that drives sessions and timers.
 //! - [`fuzzing`]: a byte-driven exerciser of codec and session for fuzz and property tests.
 //!
