@@ -56,6 +56,9 @@ mod reports;
 pub mod store;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use engine::decimal::DecimalError;
 use engine::{
@@ -67,7 +70,7 @@ use serde::{Deserialize, Serialize};
 
 pub use instrument::{Instrument, InstrumentError, Instruments};
 pub use reports::utc_timestamp;
-use reports::{tag, CancelReject, Execution, MassCancelReport};
+use reports::{tag, CancelReject, ExecId, Execution, MassCancelId, MassCancelReport};
 
 use crate::message::{FieldError, Message};
 
@@ -89,19 +92,37 @@ pub fn origin_source(origin: u32) -> u8 {
     origin.to_be_bytes()[0]
 }
 
-/// A FIX session, named by the counterparty's CompID.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SessionId(pub String);
+/// A FIX session, named by the counterparty's CompID. Shared, not copied: every order and
+/// report names its session, and cloning this is a reference count.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(Arc<str>);
 
 impl SessionId {
-    pub fn new(comp_id: impl Into<String>) -> SessionId {
-        SessionId(comp_id.into())
+    pub fn new(comp_id: impl AsRef<str>) -> SessionId {
+        SessionId(Arc::from(comp_id.as_ref()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
 impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Stored as the CompID text, as before it was shared.
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<SessionId, D::Error> {
+        String::deserialize(deserializer).map(SessionId::new)
     }
 }
 
@@ -316,12 +337,12 @@ pub struct OrderEntry {
     instruments: Instruments,
     config: OrderEntryConfig,
     /// Live and recently finished orders by order id.
-    orders: HashMap<u64, Order>,
+    orders: FxHashMap<u64, Order>,
     clordids: HashMap<(SessionId, String), ClOrdRef>,
     retired: VecDeque<Retired>,
     /// Requests submitted and not yet echoed, by origin.
-    pending: HashMap<u32, Request>,
-    mass: HashMap<u64, MassProgress>,
+    pending: FxHashMap<u32, Request>,
+    mass: FxHashMap<u64, MassProgress>,
     next_request: u64,
     next_order: u64,
     reply_counter: u64,
@@ -339,11 +360,11 @@ impl OrderEntry {
         OrderEntry {
             instruments,
             config,
-            orders: HashMap::new(),
+            orders: FxHashMap::default(),
             clordids: HashMap::new(),
             retired: VecDeque::new(),
-            pending: HashMap::new(),
-            mass: HashMap::new(),
+            pending: FxHashMap::default(),
+            mass: FxHashMap::default(),
             next_request: 1,
             next_order: 1,
             reply_counter: 0,
@@ -405,9 +426,9 @@ impl OrderEntry {
         }
     }
 
-    fn reply_exec_id(&mut self, now_ns: u64) -> String {
+    fn reply_exec_id(&mut self, now_ns: u64) -> ExecId {
         self.reply_counter += 1;
-        format!("X{now_ns}-{}", self.reply_counter)
+        ExecId::Reply { time_ns: now_ns, counter: self.reply_counter }
     }
 
     fn is_used(&self, session: &SessionId, cl_ord_id: &str) -> bool {
@@ -652,10 +673,9 @@ impl OrderEntry {
         let report = found.and_then(|order| {
             let instrument = self.instruments.by_id(InstrumentId(order.instrument))?;
             let execution = Execution {
-                exec_id: exec_id.clone(),
+                exec_id,
                 exec_type: 'I',
-                cl_ord_id: &order.cl_ord_id,
-                orig_cl_ord_id: None,
+                renamed: false,
                 last: None,
                 ord_rej_reason: None,
                 text: None,
@@ -698,7 +718,7 @@ impl OrderEntry {
         if let Some((reason, text)) = refusal {
             let exec_id = self.reply_exec_id(now_ns);
             return Ok(Response::Reply(reports::mass_cancel_report(&MassCancelReport {
-                order_id: exec_id,
+                order_id: MassCancelId::Refused(exec_id),
                 cl_ord_id,
                 request_type,
                 response: '0',
@@ -774,25 +794,25 @@ impl OrderEntry {
             self.flush();
         }
         let mut current = self.current.take();
-        let exec_id = format!("{}-{}", record.seq, record.index);
+        let exec_id = ExecId::Event { seq: record.seq, index: record.index, side: None };
         let time = record.timestamp_ns;
         match record.event {
             Event::Rejected { reason, .. } => {
                 if let Some(current) = current.as_mut() {
-                    self.on_rejected(current, reason, &exec_id, time);
+                    self.on_rejected(current, reason, exec_id, time);
                 }
             }
-            Event::OrderAccepted { order_id, .. } => self.on_accepted(order_id, &exec_id, time),
+            Event::OrderAccepted { order_id, .. } => self.on_accepted(order_id, exec_id, time),
             Event::OrderAmended { order_id, price, quantity, leaves, .. } => {
                 let request = current.as_ref().and_then(|current| current.request.as_ref());
-                self.on_amended(order_id, price, quantity, leaves, request, &exec_id, time);
+                self.on_amended(order_id, price, quantity, leaves, request, exec_id, time);
             }
             Event::OrderCancelled { order_id, reason, .. } => {
                 if let Some(current) = current.as_mut() {
                     current.affected += 1;
                 }
                 let request = current.as_ref().and_then(|current| current.request.as_ref());
-                self.on_cancelled(order_id, reason, request, &exec_id, time);
+                self.on_cancelled(order_id, reason, request, exec_id, time);
             }
             Event::Trade {
                 maker_order_id,
@@ -803,10 +823,11 @@ impl OrderEntry {
                 taker_leaves,
                 ..
             } => {
-                let maker_exec = format!("{exec_id}-M");
-                self.on_fill(maker_order_id, price, quantity, maker_leaves, &maker_exec, time);
-                let taker_exec = format!("{exec_id}-T");
-                self.on_fill(taker_order_id, price, quantity, taker_leaves, &taker_exec, time);
+                let side = |side| ExecId::Event { seq: record.seq, index: record.index, side };
+                let maker = side(Some('M'));
+                self.on_fill(maker_order_id, price, quantity, maker_leaves, maker, time);
+                let taker = side(Some('T'));
+                self.on_fill(taker_order_id, price, quantity, taker_leaves, taker, time);
             }
             _ => {}
         }
@@ -836,7 +857,7 @@ impl OrderEntry {
         let progress = self.mass.remove(&request.number).expect("inserted above");
         let rejected = progress.parts_rejected == *parts;
         let report = reports::mass_cancel_report(&MassCancelReport {
-            order_id: format!("MC{}", request.number),
+            order_id: MassCancelId::Request(request.number),
             cl_ord_id: &request.cl_ord_id,
             request_type: *request_type,
             response: if rejected { '0' } else { *request_type },
@@ -862,15 +883,16 @@ impl OrderEntry {
             return;
         };
         let message = reports::execution_report(order, instrument, execution);
-        let session = order.session.clone();
-        self.emit(session, message);
+        if self.output {
+            self.outbox.push_back((order.session.clone(), message));
+        }
     }
 
     fn on_rejected(
         &mut self,
         current: &mut Current,
         reason: RejectReason,
-        exec_id: &str,
+        exec_id: ExecId,
         time: u64,
     ) {
         let Some(request) = current.request.as_ref() else { return };
@@ -879,12 +901,10 @@ impl OrderEntry {
                 let Some(order) = self.orders.get_mut(order_id) else { return };
                 order.status = OrdStatus::Rejected;
                 order.leaves = 0;
-                let cl_ord_id = order.cl_ord_id.clone();
                 let execution = Execution {
-                    exec_id: exec_id.to_owned(),
+                    exec_id,
                     exec_type: '8',
-                    cl_ord_id: &cl_ord_id,
-                    orig_cl_ord_id: None,
+                    renamed: false,
                     last: None,
                     ord_rej_reason: Some(ord_rej_reason(reason)),
                     text: Some(reason.text()),
@@ -919,14 +939,13 @@ impl OrderEntry {
         }
     }
 
-    fn on_accepted(&mut self, order_id: OrderId, exec_id: &str, time: u64) {
+    fn on_accepted(&mut self, order_id: OrderId, exec_id: ExecId, time: u64) {
         let Some(order) = self.orders.get_mut(&order_id.0) else { return };
         if order.status != OrdStatus::PendingNew {
             return;
         }
         order.status = OrdStatus::New;
-        let cl_ord_id = order.cl_ord_id.clone();
-        self.report(order_id.0, &simple_execution(exec_id, '0', &cl_ord_id, None, time));
+        self.report(order_id.0, &simple_execution(exec_id, '0', false, time));
     }
 
     fn on_amended(
@@ -936,14 +955,13 @@ impl OrderEntry {
         quantity: Quantity,
         leaves: Quantity,
         request: Option<&Request>,
-        exec_id: &str,
+        exec_id: ExecId,
         time: u64,
     ) {
         let Some(order) = self.orders.get_mut(&order_id.0) else { return };
         order.price = price.0;
         order.quantity = quantity.0;
         order.leaves = leaves.0;
-        let orig = order.cl_ord_id.clone();
         let renamed = request.filter(|request| {
             matches!(request.kind, RequestKind::Replace { order_id: id, .. } if id == order_id.0)
         });
@@ -953,9 +971,8 @@ impl OrderEntry {
             let key = (order.session.clone(), request.cl_ord_id.clone());
             self.clordids.insert(key, ClOrdRef::Order(order_id.0));
         }
-        let cl_ord_id = renamed.map_or_else(|| orig.clone(), |request| request.cl_ord_id.clone());
-        let orig = renamed.map(|_| orig.as_str());
-        self.report(order_id.0, &simple_execution(exec_id, '5', &cl_ord_id, orig, time));
+        let execution = simple_execution(exec_id, '5', renamed.is_some(), time);
+        self.report(order_id.0, &execution);
     }
 
     fn on_cancelled(
@@ -963,14 +980,13 @@ impl OrderEntry {
         order_id: OrderId,
         reason: CancelReason,
         request: Option<&Request>,
-        exec_id: &str,
+        exec_id: ExecId,
         time: u64,
     ) {
         let Some(order) = self.orders.get_mut(&order_id.0) else { return };
         order.leaves = 0;
         order.status =
             if reason == CancelReason::Expired { OrdStatus::Expired } else { OrdStatus::Canceled };
-        let orig = order.cl_ord_id.clone();
         let renamed = request.filter(|request| {
             matches!(request.kind, RequestKind::Cancel { order_id: id, .. } if id == order_id.0)
         });
@@ -992,10 +1008,8 @@ impl OrderEntry {
             CancelReason::Expired => Some("expired at end of day"),
             CancelReason::BudgetExhausted => Some("quote budget exhausted"),
         };
-        let cl_ord_id = renamed.map_or_else(|| orig.clone(), |request| request.cl_ord_id.clone());
         let exec_type = if reason == CancelReason::Expired { 'C' } else { '4' };
-        let mut execution =
-            simple_execution(exec_id, exec_type, &cl_ord_id, renamed.map(|_| orig.as_str()), time);
+        let mut execution = simple_execution(exec_id, exec_type, renamed.is_some(), time);
         execution.text = text;
         self.report(order_id.0, &execution);
         self.retire(Retired::Order(order_id.0));
@@ -1007,7 +1021,7 @@ impl OrderEntry {
         price: Price,
         quantity: Quantity,
         leaves: Quantity,
-        exec_id: &str,
+        exec_id: ExecId,
         time: u64,
     ) {
         let Some(order) = self.orders.get_mut(&order_id.0) else { return };
@@ -1018,8 +1032,7 @@ impl OrderEntry {
         // A market buy stopped by its budget is filled as far as it went; its quantity was a
         // cap, not a target, so the figures must still add up.
         assert!(order.cum <= order.quantity, "fills exceed the order quantity");
-        let cl_ord_id = order.cl_ord_id.clone();
-        let mut execution = simple_execution(exec_id, 'F', &cl_ord_id, None, time);
+        let mut execution = simple_execution(exec_id, 'F', false, time);
         execution.last = Some((price, quantity));
         self.report(order_id.0, &execution);
         if leaves.0 == 0 {
@@ -1148,18 +1161,16 @@ impl OrderEntry {
     }
 }
 
-fn simple_execution<'a>(
-    exec_id: &str,
+fn simple_execution(
+    exec_id: ExecId,
     exec_type: char,
-    cl_ord_id: &'a str,
-    orig_cl_ord_id: Option<&'a str>,
+    renamed: bool,
     time: u64,
-) -> Execution<'a> {
+) -> Execution<'static> {
     Execution {
-        exec_id: exec_id.to_owned(),
+        exec_id,
         exec_type,
-        cl_ord_id,
-        orig_cl_ord_id,
+        renamed,
         last: None,
         ord_rej_reason: None,
         text: None,

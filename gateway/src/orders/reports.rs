@@ -7,7 +7,7 @@ use engine::{Price, Quantity};
 use super::instrument::Instrument;
 use super::Order;
 use crate::fix::codec::UtcTimestamp;
-use crate::message::Message;
+use crate::message::{push_decimal, FieldValue, Message};
 
 /// FIX tags this module writes, by name, so that builders read like the specification.
 pub(crate) mod tag {
@@ -54,14 +54,45 @@ pub fn utc_timestamp(timestamp_ns: u64) -> UtcTimestamp {
     UtcTimestamp(timestamp_ns)
 }
 
+/// ExecID (17), written as text only into the report: `seq-index` of the event that caused
+/// the report, with `-M` or `-T` for the maker's and the taker's side of a trade, or
+/// `X<now_ns>-<counter>` for a report that no event causes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExecId {
+    Event { seq: u64, index: u32, side: Option<char> },
+    Reply { time_ns: u64, counter: u64 },
+}
+
+impl FieldValue for ExecId {
+    fn write_value(&self, out: &mut String) {
+        match *self {
+            ExecId::Event { seq, index, side } => {
+                push_decimal(out, seq);
+                out.push('-');
+                push_decimal(out, u64::from(index));
+                if let Some(side) = side {
+                    out.push('-');
+                    out.push(side);
+                }
+            }
+            ExecId::Reply { time_ns, counter } => {
+                out.push('X');
+                push_decimal(out, time_ns);
+                out.push('-');
+                push_decimal(out, counter);
+            }
+        }
+    }
+}
+
 /// What one ExecutionReport says beyond the order's own state.
 #[derive(Debug)]
 pub(crate) struct Execution<'a> {
-    pub exec_id: String,
+    pub exec_id: ExecId,
     pub exec_type: char,
-    /// ClOrdID (11) to report; the order's current one unless a request names another.
-    pub cl_ord_id: &'a str,
-    pub orig_cl_ord_id: Option<&'a str>,
+    /// The report answers a request that gave the order a new ClOrdID (11): the one before it
+    /// is reported as OrigClOrdID (41).
+    pub renamed: bool,
     /// LastPx and LastQty of a fill.
     pub last: Option<(Price, Quantity)>,
     pub ord_rej_reason: Option<u32>,
@@ -77,11 +108,14 @@ pub(crate) fn execution_report(
 ) -> Message {
     let mut message = Message::new("8")
         .with(tag::ORDER_ID, order.order_id)
-        .with(tag::CL_ORD_ID, execution.cl_ord_id);
-    if let Some(orig) = execution.orig_cl_ord_id {
-        message.push(tag::ORIG_CL_ORD_ID, orig);
+        .with(tag::CL_ORD_ID, &order.cl_ord_id);
+    if execution.renamed {
+        // The chain ends with the current ClOrdID; the one before it is the original.
+        if let Some(orig) = order.chain.len().checked_sub(2).map(|index| &order.chain[index]) {
+            message.push(tag::ORIG_CL_ORD_ID, orig);
+        }
     }
-    message.push(tag::EXEC_ID, &execution.exec_id);
+    message.push(tag::EXEC_ID, execution.exec_id);
     message.push(tag::EXEC_TYPE, execution.exec_type);
     message.push(tag::ORD_STATUS, order.status.code());
     message.push(tag::ACCOUNT, order.account);
@@ -118,7 +152,7 @@ pub(crate) fn execution_report(
 /// session cannot see): identifying fields are quoted back from the request as they came.
 pub(crate) fn request_rejected(
     request: &Message,
-    exec_id: String,
+    exec_id: ExecId,
     exec_type: char,
     ord_rej_reason: u32,
     text: &str,
@@ -191,11 +225,32 @@ pub(crate) fn business_reject(
     message.with(tag::BUSINESS_REJECT_REASON, reason).with(tag::TEXT, text)
 }
 
+/// OrderID (37) of a mass cancel: the gateway's identifier of the request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum MassCancelId {
+    /// `MC<request number>` for a request that went to the engine.
+    Request(u64),
+    /// The ExecID of the report, for a request refused before it.
+    Refused(ExecId),
+}
+
+impl FieldValue for MassCancelId {
+    fn write_value(&self, out: &mut String) {
+        match self {
+            MassCancelId::Request(number) => {
+                out.push_str("MC");
+                push_decimal(out, *number);
+            }
+            MassCancelId::Refused(exec_id) => exec_id.write_value(out),
+        }
+    }
+}
+
 /// What one OrderMassCancelReport says.
 #[derive(Debug)]
 pub(crate) struct MassCancelReport<'a> {
     /// OrderID (37): the gateway's identifier of the mass cancel request.
-    pub order_id: String,
+    pub order_id: MassCancelId,
     pub cl_ord_id: &'a str,
     pub request_type: char,
     /// MassCancelResponse (531): `0` rejected, otherwise the request type carried out.
@@ -210,7 +265,7 @@ pub(crate) struct MassCancelReport<'a> {
 pub(crate) fn mass_cancel_report(report: &MassCancelReport<'_>) -> Message {
     let mut message = Message::new("r")
         .with(tag::CL_ORD_ID, report.cl_ord_id)
-        .with(tag::ORDER_ID, &report.order_id)
+        .with(tag::ORDER_ID, report.order_id)
         .with(tag::MASS_CANCEL_REQUEST_TYPE, report.request_type)
         .with(tag::MASS_CANCEL_RESPONSE, report.response);
     if let Some(reason) = report.reject_reason {
