@@ -169,7 +169,10 @@ impl Exchange {
     /// The messages for `session` that a message of its causes (others may get fills too).
     fn send(&mut self, session: (&str, &[AccountId]), message: &Message) -> Vec<Message> {
         let out = self.try_send(session, message).unwrap();
-        out.into_iter().filter(|(to, _)| to.0 == session.0).map(|(_, message)| message).collect()
+        out.into_iter()
+            .filter(|(to, _)| to.as_str() == session.0)
+            .map(|(_, message)| message)
+            .collect()
     }
 
     /// Submits without sequencing: the commands are run later, as if other commands got ahead.
@@ -292,7 +295,7 @@ fn partial_fills_across_levels_carry_exact_figures_to_both_sessions() {
     exchange.send(BOB, &limit("b2", '2', "0.3", "60010"));
     let out = exchange.try_send(ALICE, &limit("a1", '1', "1", "60020")).unwrap();
     let to = |session: &str| -> Vec<&Message> {
-        out.iter().filter(|(to, _)| to.0 == session).map(|(_, m)| m).collect()
+        out.iter().filter(|(to, _)| to.as_str() == session).map(|(_, m)| m).collect()
     };
     let alice = to("ALICE");
     assert_eq!(alice.len(), 3, "{alice:?}");
@@ -348,7 +351,8 @@ fn partial_fills_across_levels_carry_exact_figures_to_both_sessions() {
 
     // The rest fills against a third level: 0.5 × 60000 + 0.3 × 60010 + 0.2 × 60020 = 60007.
     let out = exchange.try_send(BOB, &limit("b3", '2', "0.2", "60020")).unwrap();
-    let (_, last) = out.iter().find(|(to, m)| to.0 == "ALICE" && m.get(150) == Some("F")).unwrap();
+    let (_, last) =
+        out.iter().find(|(to, m)| to.as_str() == "ALICE" && m.get(150) == Some("F")).unwrap();
     expect(
         last,
         "8",
@@ -636,7 +640,7 @@ fn other_sources_cancelling_and_expiring_orders_still_report_to_the_owner() {
     };
     assert!(exchange.operator(CommandBody::NewOrder(foreign)).is_empty());
     let out = exchange.try_send(ALICE, &limit("a3", '1', "0.1", "60000")).unwrap();
-    assert!(out.iter().all(|(to, _)| to.0 == "ALICE"));
+    assert!(out.iter().all(|(to, _)| to.as_str() == "ALICE"));
     expect(&out[1].1, "8", &[(150, "F"), (39, "2")]);
 }
 
