@@ -240,32 +240,54 @@ pub enum DecodeError {
 }
 
 /// What the decoder needs from the FIX 4.4 dictionary, computed once and shared by every
-/// connection's decoder.
+/// connection's decoder. Tag properties are bit sets indexed by tag, so that checking a field
+/// is one load rather than a search of the dictionary.
 #[derive(Debug)]
 pub struct DecoderTables {
     dictionary: Dictionary,
+    /// Tags the dictionary knows.
+    known_tags: TagSet,
     /// Tags of type Length: the next field's value is that many bytes and may contain SOH.
-    length_tags: Vec<u16>,
+    length_tags: TagSet,
     /// Tags of type NumInGroup: the value must be a count.
-    group_tags: Vec<u16>,
+    group_tags: TagSet,
+}
+
+/// A set of tags (1..=65535), one bit each.
+#[derive(Debug)]
+struct TagSet(Vec<u64>);
+
+impl TagSet {
+    fn new() -> TagSet {
+        TagSet(vec![0; 1 << 10])
+    }
+
+    fn insert(&mut self, tag: u16) {
+        self.0[usize::from(tag >> 6)] |= 1 << (tag & 63);
+    }
+
+    fn contains(&self, tag: u16) -> bool {
+        self.0[usize::from(tag >> 6)] & (1 << (tag & 63)) != 0
+    }
 }
 
 impl DecoderTables {
     pub fn fix44() -> Arc<DecoderTables> {
         use fefix::dict::FixDatatype;
         let dictionary = Dictionary::fix44();
-        let mut length_tags = Vec::new();
-        let mut group_tags = Vec::new();
+        let mut known_tags = TagSet::new();
+        let mut length_tags = TagSet::new();
+        let mut group_tags = TagSet::new();
         for field in dictionary.iter_fields() {
+            let tag = field.tag().get();
+            known_tags.insert(tag);
             match field.data_type().basetype() {
-                FixDatatype::Length => length_tags.push(field.tag().get()),
-                FixDatatype::NumInGroup => group_tags.push(field.tag().get()),
+                FixDatatype::Length => length_tags.insert(tag),
+                FixDatatype::NumInGroup => group_tags.insert(tag),
                 _ => {}
             }
         }
-        length_tags.sort_unstable();
-        group_tags.sort_unstable();
-        Arc::new(DecoderTables { dictionary, length_tags, group_tags })
+        Arc::new(DecoderTables { dictionary, known_tags, length_tags, group_tags })
     }
 
     /// Whether the dictionary knows the MsgType.
@@ -274,7 +296,7 @@ impl DecoderTables {
     }
 
     fn knows_tag(&self, tag: u32) -> bool {
-        tag >= 5000 || self.dictionary.field_by_tag(tag).is_some()
+        tag >= 5000 || u16::try_from(tag).is_ok_and(|tag| self.known_tags.contains(tag))
     }
 }
 
@@ -388,8 +410,8 @@ fn validate_structure(tables: &DecoderTables, frame: &[u8]) -> Result<(), Decode
             }
         };
         let value = &frame[value_start..value_end];
-        let is_length = tables.length_tags.binary_search(&tag).is_ok();
-        let is_group = tables.group_tags.binary_search(&tag).is_ok();
+        let is_length = tables.length_tags.contains(tag);
+        let is_group = tables.group_tags.contains(tag);
         if is_length || is_group {
             // The same parse fefix performs, so that it cannot fail there.
             let count = std::str::from_utf8(value)
