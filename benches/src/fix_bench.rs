@@ -459,7 +459,6 @@ impl Client {
         let crowded = self.resting.len() >= self.live_orders_max;
         let target = if crowded || (55..85).contains(&roll) { self.take_resting() } else { None };
         let seq = self.next_seq;
-
         let mut record = Sent { due_ns, measured, answered: false, done: false, ..Sent::session() };
         self.message.reset("");
         self.push_cl_ord_id(11, seq);

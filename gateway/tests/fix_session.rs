@@ -3,7 +3,8 @@
 
 use gateway::fix::codec::{encode, format_utc_timestamp, DecoderTables, FixDecoder, FrameBuffer};
 use gateway::fix::codec::{Header, Inbound};
-use gateway::fix::{MemoryStore, Session, SessionConfig, SessionEvent, ThrottleConfig};
+use gateway::fix::ThrottleConfig;
+use gateway::fix::{FixStore, MemoryStore, Session, SessionConfig, SessionEvent, SessionStore};
 use gateway::Message;
 
 const S: u64 = 1_000_000_000;
@@ -37,12 +38,20 @@ fn config() -> SessionConfig {
 
 impl Harness {
     fn new(config: SessionConfig) -> Harness {
-        let session = Session::new(config, Box::new(MemoryStore::default())).unwrap();
+        Harness::with_store(config, Box::new(MemoryStore::default()))
+    }
+
+    fn with_store(config: SessionConfig, store: Box<dyn SessionStore>) -> Harness {
+        let session = Session::new(config, store).unwrap();
         Harness { session, decoder: FixDecoder::new(DecoderTables::fix44()), now: T0, seq: 1 }
     }
 
     fn logged_on() -> Harness {
-        let mut harness = Harness::new(config());
+        Harness::logged_on_with(Box::new(MemoryStore::default()))
+    }
+
+    fn logged_on_with(store: Box<dyn SessionStore>) -> Harness {
+        let mut harness = Harness::with_store(config(), store);
         harness.logon(30);
         let sent = harness.sent();
         assert_eq!(sent.len(), 1);
@@ -422,6 +431,25 @@ fn messages_sent_while_disconnected_are_resent_after_reconnect() {
     assert_eq!(sent[0].0.seq, Some(3));
     assert_eq!((sent[1].0.seq, sent[1].get(11), sent[1].0.poss_dup), (Some(2), Some("x"), true));
     assert_eq!(sent[2].msg_type(), "4");
+}
+
+#[test]
+fn a_message_the_store_refuses_is_neither_sent_nor_numbered() {
+    let dir = std::env::temp_dir().join(format!("fix-session-refused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = FixStore::open(&dir).unwrap();
+    let mut harness = Harness::logged_on_with(Box::new(store.session("EXCH", "CLIENT").unwrap()));
+    // Larger than a log record may be.
+    let huge = Message::new("8").with(11, "big").with(58, "x".repeat(70_000));
+    assert!(harness.session.send_application(harness.now, &huge).is_err());
+    assert!(harness.sent().is_empty(), "nothing unstored goes out");
+    let seq = harness.session.send_application(harness.now, &Message::new("8").with(11, "ok"));
+    assert_eq!(seq, Ok(2), "the refused message's number is used again");
+    let sent = harness.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].0.seq, sent[0].get(11)), (Some(2), Some("ok")));
+    drop((harness, store));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

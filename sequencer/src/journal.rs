@@ -650,23 +650,26 @@ impl Journal {
     /// Makes the next append start a new segment, so that a journal whose records refer to
     /// earlier ones (the FIX session log) can open every segment with what it needs. Does
     /// nothing while the current segment holds no record.
+    ///
+    /// # Panics
+    ///
+    /// For a [`SeqOrder::NonDecreasing`] journal, whose next record may repeat the last seq
+    /// and so could not name a segment of its own.
     pub fn roll_over_now(&mut self) -> Result<(), JournalError> {
+        assert_eq!(self.config.order, SeqOrder::Strict, "only a strict journal rolls over early");
         let Some(last) = self.last_seq else { return Ok(()) };
         if self.offset == SEGMENT_HEADER_BYTES {
             return Ok(());
         }
-        let next = match self.config.order {
-            SeqOrder::Strict => last + 1,
-            SeqOrder::NonDecreasing => last,
-        };
-        self.roll_over(next, 0)
+        self.roll_over(last + 1, 0)
     }
 
     /// Deletes the segments all of whose records lie below `seq`, never the one being written;
-    /// returns how many went. For a journal whose older records a later one supersedes (the
-    /// FIX session log), not for the command and event journals, which replay needs whole.
+    /// returns how many went. For a [`SeqOrder::Strict`] journal whose older records later ones
+    /// supersede (the FIX session log), not for the command and event journals, which replay
+    /// needs whole.
     pub fn remove_segments_before(&mut self, seq: u64) -> Result<usize, JournalError> {
-        // A segment's records lie below the next segment's first seq.
+        // In a strict journal a segment's records lie below the next segment's first seq.
         let removable = self
             .segments
             .windows(2)
@@ -741,6 +744,56 @@ pub fn read_from(
         }
         start -= 1;
     }
+}
+
+/// Visits the records of journal `name` from `from_seq` on, in order, until `visit` breaks:
+/// for reading a little of a long journal (a FIX resend), where [`read_from`] would read every
+/// later segment whole. Segments are mapped, not copied, so only the pages visited are read.
+/// Records below `from_seq` in the first segment read are skipped; checksums and order are
+/// checked as recovery does.
+pub fn scan_from(
+    directory: &Path,
+    name: &str,
+    order: SeqOrder,
+    from_seq: u64,
+    mut visit: impl FnMut(u64, &[u8]) -> std::ops::ControlFlow<()>,
+) -> Result<(), JournalError> {
+    let segments = list_segments(directory, name)?;
+    let start = segments.windows(2).take_while(|pair| pair[1].first_seq <= from_seq).count();
+    let mut last_seq: Option<u64> = None;
+    for segment in &segments[start..] {
+        let file = File::open(&segment.path).map_err(io(&segment.path))?;
+        // SAFETY: `map` is unsafe only because another process could change the file under the
+        // mapping; a data directory has one owning process, which alone opens its segments.
+        #[allow(unsafe_code)]
+        let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io(&segment.path))?;
+        check_header(&segment.path, &bytes, order)?;
+        let mut offset = SEGMENT_HEADER_BYTES;
+        loop {
+            match read_frame(&bytes, offset) {
+                Frame::Record { seq, payload, next } => {
+                    if let Some(previous) = last_seq {
+                        if !order.follows(previous, seq) {
+                            let path = segment.path.clone();
+                            let offset = offset as u64;
+                            return Err(JournalError::Sequence { path, offset, previous, seq });
+                        }
+                    }
+                    last_seq = Some(seq);
+                    if seq >= from_seq && visit(seq, payload).is_break() {
+                        return Ok(());
+                    }
+                    offset = next;
+                }
+                Frame::End => break,
+                Frame::Bad(reason) => {
+                    let path = segment.path.clone();
+                    return Err(JournalError::Corrupt { path, offset: offset as u64, reason });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_segments(

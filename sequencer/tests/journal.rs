@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sequencer::journal::{read_all, Durability, Journal, JournalConfig, JournalError, SeqOrder};
+use sequencer::journal::{
+    read_all, scan_from, Durability, Journal, JournalConfig, JournalError, SeqOrder,
+};
 
 const PAYLOAD: usize = 128;
 const FRAME: usize = 16 + PAYLOAD;
@@ -139,6 +141,32 @@ fn a_segment_can_be_started_early_and_superseded_segments_removed() {
     assert_eq!(read(&dir.0), (26..=45).collect::<Vec<_>>());
     let (_, report) = Journal::open(config(&dir.0, segment_bytes, Durability::PageCache)).unwrap();
     assert_eq!((report.segments, report.last_seq), (1, Some(45)));
+}
+
+#[test]
+fn a_scan_starts_at_its_seq_in_the_right_segment_and_stops_when_told() {
+    let dir = TempDir::new("scan");
+    let segment_bytes = (FIRST_FRAME + 20 * FRAME + 4) as u64;
+    write(&dir.0, segment_bytes, 1..=100);
+    let mut seen = Vec::new();
+    scan_from(&dir.0, "commands", SeqOrder::Strict, 47, |seq, bytes| {
+        assert_eq!(bytes, &payload(seq)[..]);
+        seen.push(seq);
+        if seq == 63 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert_eq!(seen, (47..=63).collect::<Vec<_>>());
+    let mut count = 0;
+    scan_from(&dir.0, "commands", SeqOrder::Strict, 0, |_, _| {
+        count += 1;
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(count, 100);
 }
 
 #[test]

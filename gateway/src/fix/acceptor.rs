@@ -333,11 +333,12 @@ impl Acceptor {
         work
     }
 
-    /// Writes what the sessions stored to the store's log: in a pass that has bytes to send or
-    /// stored an outbound message, before any of them is sent, so that a message the
-    /// counterparty has seen can always be resent after a restart; otherwise (sequence numbers
-    /// only) before the thread sleeps. If that fails nothing may be
-    /// sent, so every connection is dropped.
+    /// Ends the pass in the session log: in a pass that has bytes to send or stored an outbound
+    /// message, before any of them is sent, otherwise before the thread sleeps. Every message
+    /// is in the log's page cache from the moment it was stored, so a message the counterparty
+    /// has seen can always be resent after a restart; a log that reports a failure here (its
+    /// group commit, under a policy that syncs) may not be trusted with what follows, so every
+    /// connection is dropped.
     fn flush_store<A: Application>(&mut self, app: &mut A) {
         let Some(store) = &self.store else { return };
         if let Err(error) = store.flush() {

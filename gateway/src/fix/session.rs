@@ -871,7 +871,11 @@ impl Session {
         };
         let start = self.transmit.len();
         encode(&mut self.transmit, &header, &message.msg_type, message.body());
-        self.store.append_outbound(seq, &self.transmit[start..])?;
+        if let Err(error) = self.store.append_outbound(seq, &self.transmit[start..]) {
+            // Unstored, it must not go out: the number is used again by the next message.
+            self.transmit.truncate(start);
+            return Err(error);
+        }
         self.next_outbound = seq + 1;
         self.last_outbound_ns = now_ns;
         Ok(())

@@ -12,11 +12,12 @@
 //! files, every record framed with its length and a CRC32C, torn tails repaired on open) named
 //! `fix` in the store's directory. Storing a message is a copy into the mapping, so it is in
 //! the page cache, where it survives a crash of the process, before the acceptor sends a byte
-//! of it, and it costs no system call. The log is not synced: a crash of the machine may lose
-//! the last few outbound messages, which the counterparty then sees as a sequence gap and
-//! recovers by ResendRequest; the node's durability story is the journal, not this. (The
-//! RocksDB store this replaces cost a `write` system call and a memtable insert per pass,
-//! about a third of the FIX path's CPU.)
+//! of it, and it costs no system call. The log is synced only when a new segment starts: a
+//! crash of the machine may lose the last messages of the newest segment, which the
+//! counterparty then sees as a sequence gap and recovers by ResendRequest; the node's
+//! durability story is the journal, not this. (The RocksDB store this replaces cost a `write`
+//! system call and a memtable insert per pass, about a third of the FIX path's CPU. A
+//! directory still holding one is refused, not silently ignored.)
 //!
 //! Record payloads, zero padded to a multiple of 8 bytes:
 //!
@@ -41,11 +42,13 @@
 //! more (every session has reset since) are deleted.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sequencer::journal::{
-    read_all, read_from, Durability, Journal, JournalConfig, JournalError, SeqOrder,
+    read_all, scan_from, Durability, Journal, JournalConfig, JournalError, SeqOrder,
+    PAYLOAD_BYTES_MAX,
 };
 
 /// The log's journal name: its segments are `fix-<first record>.journal`.
@@ -61,6 +64,8 @@ const OUTBOUND: u8 = 3;
 const RESET: u8 = 4;
 const CHECKPOINT: u8 = 5;
 const RECORD_HEADER: usize = 16;
+/// The journal's own frame header (length, CRC32C, seq) before each record.
+const JOURNAL_FRAME_HEADER: usize = 16;
 
 /// A store operation that failed; the session that hit it is disconnected.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +77,17 @@ pub enum StoreError {
     Corrupt { path: PathBuf, record: u64, reason: &'static str },
     #[error("FIX session log: a message of {0} bytes is larger than a log record may be")]
     TooLarge(usize),
+    #[error(
+        "FIX session log in {path}: a segment cannot hold the declarations of {sessions} sessions"
+    )]
+    SegmentTooSmall { path: PathBuf, sessions: usize },
+    #[error(
+        "{path} holds a FIX session store in RocksDB, written by an earlier version; this \
+         version keeps sessions in an append-only log and cannot read it. Move the directory \
+         away to start every session afresh at sequence number 1 (counterparties must reset \
+         too), or run the earlier version"
+    )]
+    Legacy { path: PathBuf },
 }
 
 /// Where a session keeps its sequence numbers and outbound messages.
@@ -186,7 +202,12 @@ impl SessionState {
     }
 
     fn outbound(&mut self, seq: u64, record: u64) {
-        if self.index.last().is_none_or(|&(last, _)| seq >= last + INDEX_EVERY || seq < last) {
+        // Numbers only rise between resets; one that went back starts the index afresh, so
+        // that it stays sorted for the resend's binary search.
+        if self.index.last().is_some_and(|&(last, _)| seq < last) {
+            self.index.clear();
+        }
+        if self.index.last().is_none_or(|&(last, _)| seq >= last + INDEX_EVERY) {
             self.index.push((seq, record));
         }
         self.next_outbound = seq + 1;
@@ -216,6 +237,9 @@ impl Log {
     /// Appends one record; when it would not fit the current segment, starts a new one with
     /// every session declared and checkpointed first (see the module documentation).
     fn append(&mut self, kind: u8, session: u32, number: u64, bytes: &[u8]) -> Result<u64, Fail> {
+        if RECORD_HEADER + bytes.len() > PAYLOAD_BYTES_MAX {
+            return Err(Fail::TooLarge(bytes.len()));
+        }
         if !self.journal.fits(RECORD_HEADER + bytes.len().next_multiple_of(8)) {
             self.start_segment()?;
         }
@@ -246,12 +270,23 @@ impl Log {
 
     /// Starts a new segment with every session declared and checkpointed, so that no older
     /// segment is needed for them, then deletes the segments no resend can reach.
+    ///
+    /// The log is synced first: segments are deleted only once the one that supersedes them,
+    /// declarations included, is on disk, and every segment before the newest is whole on disk,
+    /// so a crash of the machine can tear only the newest segment's tail, which opening
+    /// repairs. A crash of the process in the middle leaves a segment with only some of the
+    /// declarations and no other record; opening starts a new segment, so that one is never
+    /// the oldest kept (no resend needs a segment without outbound messages).
     fn start_segment(&mut self) -> Result<(), Fail> {
         self.journal.roll_over_now().map_err(Fail::Log)?;
-        let first = self.next_record;
+        let first = self.journal.segment_first_seq();
         for id in 0..self.sessions.len() {
             self.declare(u32::try_from(id).expect("session ids fit u32"))?;
         }
+        if self.journal.segment_first_seq() != first {
+            return Err(Fail::SegmentTooSmall(self.sessions.len()));
+        }
+        self.journal.flush().map_err(Fail::Log)?;
         let needed = self
             .sessions
             .iter()
@@ -259,6 +294,26 @@ impl Log {
             .fold(first, u64::min);
         self.journal.remove_segments_before(needed).map_err(Fail::Log)?;
         Ok(())
+    }
+
+    /// Adds a session and declares it, in the current segment if both records fit, otherwise
+    /// in a new segment that declares every session.
+    fn add_session(&mut self, sender_comp_id: &str, target_comp_id: &str) -> Result<u32, Fail> {
+        let id = u32::try_from(self.sessions.len()).expect("session ids fit u32");
+        let key = (sender_comp_id.to_owned(), target_comp_id.to_owned());
+        self.sessions.push(SessionState::new(sender_comp_id, target_comp_id));
+        self.ids.insert(key, id);
+        // Room for the declaration, the checkpoint's frame header and the checkpoint.
+        let declaration = RECORD_HEADER + sender_comp_id.len() + 1 + target_comp_id.len();
+        let both = declaration.next_multiple_of(8) + JOURNAL_FRAME_HEADER + RECORD_HEADER + 8;
+        // A failure leaves the session known, declared or not: the acceptor refuses to start
+        // on it (sessions are added when it binds), and a declaration in the log keeps its id.
+        if self.journal.fits(both) {
+            self.declare(id)?;
+        } else {
+            self.start_segment()?;
+        }
+        Ok(id)
     }
 
     fn declare(&mut self, id: u32) -> Result<(), Fail> {
@@ -308,6 +363,17 @@ impl Log {
 enum Fail {
     Log(JournalError),
     TooLarge(usize),
+    SegmentTooSmall(usize),
+}
+
+fn store_error(path: &Path, fail: Fail) -> StoreError {
+    match fail {
+        Fail::Log(source) => StoreError::Log { path: path.to_owned(), source },
+        Fail::TooLarge(bytes) => StoreError::TooLarge(bytes),
+        Fail::SegmentTooSmall(sessions) => {
+            StoreError::SegmentTooSmall { path: path.to_owned(), sessions }
+        }
+    }
 }
 
 /// The session log holding every session's state; cloning it shares the log.
@@ -333,12 +399,9 @@ impl FixStore {
     pub fn open_with(path: &Path, segment_bytes: u64) -> Result<FixStore, StoreError> {
         let fail = |source| StoreError::Log { path: path.to_owned(), source };
         if path.join("CURRENT").exists() {
-            // An earlier version kept sessions in RocksDB here; they are not carried over.
-            eprintln!(
-                "fix: {} holds an earlier version's RocksDB session store, which is no longer \
-                 read: sessions continue from the session log only",
-                path.display()
-            );
+            // Starting without the sessions an earlier version kept would restart every
+            // counterparty's sequence numbers behind its back.
+            return Err(StoreError::Legacy { path: path.to_owned() });
         }
         let config = JournalConfig {
             directory: path.to_owned(),
@@ -374,6 +437,11 @@ impl FixStore {
         if let Some((record, reason)) = defect {
             return Err(StoreError::Corrupt { path: path.to_owned(), record, reason });
         }
+        if report.last_seq.is_some() {
+            // Whatever the last run left (a segment cut short by a crash while its
+            // declarations were being written, say), writing resumes in a complete segment.
+            log.start_segment().map_err(|fail| store_error(path, fail))?;
+        }
         Ok(FixStore { log: Arc::new(Mutex::new(log)), path: path.to_owned() })
     }
 
@@ -383,14 +451,12 @@ impl FixStore {
     }
 
     fn error(&self, fail: Fail) -> StoreError {
-        match fail {
-            Fail::Log(source) => StoreError::Log { path: self.path.clone(), source },
-            Fail::TooLarge(bytes) => StoreError::TooLarge(bytes),
-        }
+        store_error(&self.path, fail)
     }
 
-    /// Ends a pass: everything appended is in the page cache already, so this only clears
-    /// [`FixStore::has_outbound`]. The acceptor calls it before sending what was stored.
+    /// Ends a pass. Everything appended is in the page cache already, where it survives a
+    /// crash of the process, so this only clears [`FixStore::has_outbound`]; the acceptor
+    /// calls it before sending what the pass stored.
     pub fn flush(&self) -> Result<(), StoreError> {
         let mut log = self.lock();
         log.outbound = false;
@@ -417,11 +483,7 @@ impl FixStore {
         let id = match log.ids.get(&key) {
             Some(&id) => id,
             None => {
-                let id = u32::try_from(log.sessions.len()).expect("session ids fit u32");
-                log.sessions.push(SessionState::new(sender_comp_id, target_comp_id));
-                log.ids.insert(key, id);
-                log.declare(id).map_err(|fail| self.error(fail))?;
-                id
+                log.add_session(sender_comp_id, target_comp_id).map_err(|fail| self.error(fail))?
             }
         };
         Ok(LogSessionStore { store: self.clone(), id })
@@ -487,16 +549,23 @@ impl SessionStore for LogSessionStore {
         };
         let path = &self.store.path;
         let mut defect = None;
-        read_from(path, LOG_NAME, SeqOrder::Strict, from, |record, payload| {
+        // Stops at the first of this session's messages past `end`, so a resend of recent
+        // messages reads only the end of the log.
+        scan_from(path, LOG_NAME, SeqOrder::Strict, from, |record, payload| {
             let Some(decoded) = decode_record(payload) else {
-                defect.get_or_insert((record, "too short for its length"));
-                return Ok(());
+                defect = Some((record, "too short for its length"));
+                return ControlFlow::Break(());
             };
-            let ours = record >= from && decoded.session == self.id;
-            if ours && decoded.kind == OUTBOUND && (begin..=end).contains(&decoded.number) {
+            if decoded.session != self.id || decoded.kind != OUTBOUND {
+                return ControlFlow::Continue(());
+            }
+            if decoded.number > end {
+                return ControlFlow::Break(());
+            }
+            if decoded.number >= begin {
                 visit(decoded.number, decoded.bytes);
             }
-            Ok(())
+            ControlFlow::Continue(())
         })
         .map_err(|source| StoreError::Log { path: path.clone(), source })?;
         match defect {
@@ -597,6 +666,56 @@ mod tests {
         drop((session, other, store));
         let store = FixStore::open(&dir.0).unwrap();
         assert_eq!(store.session("EXCH", "C1").unwrap().sequence_numbers().unwrap(), (1, 1));
+    }
+
+    #[test]
+    fn an_earlier_versions_rocksdb_store_is_refused_not_ignored() {
+        let dir = TempDir::new("legacy");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        std::fs::write(dir.0.join("CURRENT"), "MANIFEST-000005\n").unwrap();
+        let error = FixStore::open(&dir.0).unwrap_err();
+        assert!(matches!(error, StoreError::Legacy { .. }), "{error}");
+        assert!(error.to_string().contains("earlier version"), "{error}");
+    }
+
+    #[test]
+    fn reopening_starts_a_complete_segment_and_a_new_session_fits_where_it_can() {
+        let dir = TempDir::new("reopen-segment");
+        let segment_bytes = 4096;
+        {
+            let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
+            let mut first = store.session("EXCH", "FIRST").unwrap();
+            first.append_outbound(1, b"one").unwrap();
+        }
+        assert_eq!(segments(&dir.0), 1);
+        let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
+        assert_eq!(segments(&dir.0), 2, "writing resumes in a new segment");
+        // Sessions declared late, until one no longer fits the segment: it and every other
+        // session are declared at the start of the next one.
+        let mut names = Vec::new();
+        for index in 0..12 {
+            let name = format!("LATE-SESSION-{index:02}");
+            let mut late = store.session("EXCH", &name).unwrap();
+            for seq in 1..=5 {
+                late.append_outbound(seq, name.as_bytes()).unwrap();
+            }
+            names.push(name);
+        }
+        assert!(segments(&dir.0) > 2);
+        drop(store);
+        let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
+        let first = store.session("EXCH", "FIRST").unwrap();
+        assert_eq!(first.sequence_numbers().unwrap(), (1, 2));
+        assert_eq!(messages(&first, 1, 1), vec![(1, b"one".to_vec())]);
+        for name in &names {
+            let late = store.session("EXCH", name).unwrap();
+            assert_eq!(late.sequence_numbers().unwrap(), (1, 6));
+            assert_eq!(messages(&late, 1, 9).len(), 5);
+        }
+        // More sessions than a segment can declare is an error, not a log that cannot open.
+        let many = (0..100).map(|index| format!("MANY{index:03}{}", "m".repeat(40)));
+        let refused = many.map(|name| store.session("EXCH", &name)).find_map(Result::err);
+        assert!(matches!(refused, Some(StoreError::SegmentTooSmall { .. })), "{refused:?}");
     }
 
     #[test]

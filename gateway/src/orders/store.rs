@@ -31,11 +31,14 @@
 //! unreadable).
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
-use sequencer::journal::{read_all, Durability, Journal, JournalConfig, JournalError, SeqOrder};
+use sequencer::journal::{
+    read_all, scan_from, Durability, Journal, JournalConfig, JournalError, SeqOrder,
+};
 
 use super::{EntrySnapshot, Request};
 
@@ -60,6 +63,12 @@ pub enum OrderStoreError {
     Log { path: PathBuf, source: JournalError },
     #[error("order store {path}: undecodable record {record}: {reason}")]
     Decode { path: PathBuf, record: u64, reason: String },
+    #[error(
+        "{path} holds an order store in RocksDB, written by an earlier version; this version \
+         keeps requests in an append-only log and cannot read it. Run the earlier version, or \
+         start from a new data directory"
+    )]
+    Legacy { path: PathBuf },
 }
 
 /// The request log and what the store remembers of it, behind the store's lock.
@@ -81,13 +90,20 @@ struct RequestLog {
 impl RequestLog {
     fn append(&mut self, kind: u8, number: u64, bytes: &[u8]) -> Result<u64, JournalError> {
         if !self.journal.fits(RECORD_HEADER + bytes.len().next_multiple_of(8)) {
-            // A new segment opens with the delivered mark, so that older ones can go.
-            self.journal.roll_over_now()?;
-            if let Some(delivered) = self.delivered {
-                self.append_here(DELIVERED, delivered, &[])?;
-            }
+            self.start_segment()?;
         }
         self.append_here(kind, number, bytes)
+    }
+
+    /// Starts a new segment that opens with the delivered mark, so that older ones can go, and
+    /// syncs the log: every segment but the newest is then whole on disk, and the mark is
+    /// there before a snapshot can delete the segments with earlier marks.
+    fn start_segment(&mut self) -> Result<(), JournalError> {
+        self.journal.roll_over_now()?;
+        if let Some(delivered) = self.delivered {
+            self.append_here(DELIVERED, delivered, &[])?;
+        }
+        self.journal.flush()
     }
 
     fn append_here(&mut self, kind: u8, number: u64, bytes: &[u8]) -> Result<u64, JournalError> {
@@ -167,12 +183,9 @@ impl OrderStore {
         segment_bytes: u64,
     ) -> Result<OrderStore, OrderStoreError> {
         if directory.join("CURRENT").exists() {
-            // An earlier version kept requests and snapshots in RocksDB right here.
-            eprintln!(
-                "fix: {} holds an earlier version's RocksDB order store, which is no longer \
-                 read: the order entry starts from the journals alone",
-                directory.display()
-            );
+            // Starting without the requests and snapshots an earlier version kept would
+            // restart the order ids, which the journals already hold.
+            return Err(OrderStoreError::Legacy { path: directory.to_owned() });
         }
         let snapshots = directory.join("snapshots");
         let mut options = Options::default();
@@ -218,11 +231,16 @@ impl OrderStore {
             Ok(())
         })
         .map_err(log_error)?;
-        drop(log);
         if let Some(record) = defect {
             let reason = "not a request log record".to_owned();
             return Err(OrderStoreError::Decode { path: directory.to_owned(), record, reason });
         }
+        if report.last_seq.is_some() {
+            // A crash may have cut the last segment short before its delivered mark: writing
+            // resumes in a new segment that opens with it.
+            log.start_segment().map_err(log_error)?;
+        }
+        drop(log);
         Ok(store)
     }
 
@@ -274,19 +292,19 @@ impl OrderStore {
         };
         let mut requests = Vec::new();
         let mut defect = None;
-        read_all(&self.path, LOG_NAME, SeqOrder::Strict, |record, payload| {
-            if record < first_record || defect.is_some() {
-                return Ok(());
-            }
+        scan_from(&self.path, LOG_NAME, SeqOrder::Strict, first_record, |record, payload| {
             if let Some((REQUEST, number, bytes)) = decode_record(payload) {
                 if number >= from {
                     match serde_json::from_slice::<Request>(bytes) {
                         Ok(request) => requests.push(request),
-                        Err(error) => defect = Some((record, error.to_string())),
+                        Err(error) => {
+                            defect = Some((record, error.to_string()));
+                            return ControlFlow::Break(());
+                        }
                     }
                 }
             }
-            Ok(())
+            ControlFlow::Continue(())
         })
         .map_err(self.log_error())?;
         if let Some((record, reason)) = defect {
@@ -308,8 +326,10 @@ impl OrderStore {
         for seq in &older[..excess] {
             batch.delete(key(SNAPSHOT, *seq));
         }
+        // Always synced, whatever the policy: the log segments it makes redundant are deleted
+        // next, and a snapshot lost after that would leave its requests nowhere.
         let mut options = WriteOptions::default();
-        options.set_sync(self.sync);
+        options.set_sync(true);
         self.db.write_opt(batch, &options).map_err(self.rocks())?;
         self.lock().prune(snapshot.next_request).map_err(self.log_error())
     }
@@ -409,6 +429,15 @@ mod tests {
                 name.starts_with("requests-") && name.ends_with(".journal")
             })
             .count()
+    }
+
+    #[test]
+    fn an_earlier_versions_rocksdb_store_is_refused_not_ignored() {
+        let dir = TempDir::new("legacy");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        std::fs::write(dir.0.join("CURRENT"), "MANIFEST-000005\n").unwrap();
+        let error = OrderStore::open(&dir.0, false).unwrap_err();
+        assert!(matches!(error, OrderStoreError::Legacy { .. }), "{error}");
     }
 
     #[test]
