@@ -664,6 +664,10 @@ impl Acceptor {
             self.write_connection(id, app);
             self.drop_connection(id, app);
         }
+        // A clean stop leaves the session log on disk, not only in the page cache.
+        if let Some(Err(error)) = self.store.as_ref().map(FixStore::sync) {
+            eprintln!("fix: syncing the session log at shutdown: {error}");
+        }
     }
 }
 

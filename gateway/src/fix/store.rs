@@ -12,12 +12,12 @@
 //! files, every record framed with its length and a CRC32C, torn tails repaired on open) named
 //! `fix` in the store's directory. Storing a message is a copy into the mapping, so it is in
 //! the page cache, where it survives a crash of the process, before the acceptor sends a byte
-//! of it, and it costs no system call. The log is synced only when a new segment starts: a
-//! crash of the machine may lose the last messages of the newest segment, which the
-//! counterparty then sees as a sequence gap and recovers by ResendRequest; the node's
-//! durability story is the journal, not this. (The RocksDB store this replaces cost a `write`
-//! system call and a memtable insert per pass, about a third of the FIX path's CPU. A
-//! directory still holding one is refused, not silently ignored.)
+//! of it, and it costs no system call. A flusher thread syncs the log every 100 ms: a crash of
+//! the machine may lose the messages since, which the counterparty then sees as a sequence
+//! gap and recovers by ResendRequest; the node's durability story is the journal, not this.
+//! (The RocksDB store this replaces cost a `write` system call and a memtable insert per pass,
+//! about a third of the FIX path's CPU. A directory still holding one is refused, not silently
+//! ignored.)
 //!
 //! Record payloads, zero padded to a multiple of 8 bytes:
 //!
@@ -229,6 +229,8 @@ struct Log {
     ids: HashMap<(String, String), u32>,
     /// An outbound message was appended since the last [`FixStore::flush`].
     outbound: bool,
+    /// Segments to delete once a newer segment's declarations are durable.
+    superseded: Option<Superseded>,
     /// A record being built, reused.
     payload: Vec<u8>,
 }
@@ -269,14 +271,14 @@ impl Log {
     }
 
     /// Starts a new segment with every session declared and checkpointed, so that no older
-    /// segment is needed for them, then deletes the segments no resend can reach.
+    /// segment is needed for them; the segments no resend can reach are deleted once that is on
+    /// disk ([`Log::remove_superseded`]).
     ///
-    /// The log is synced first: segments are deleted only once the one that supersedes them,
-    /// declarations included, is on disk, and every segment before the newest is whole on disk,
-    /// so a crash of the machine can tear only the newest segment's tail, which opening
-    /// repairs. A crash of the process in the middle leaves a segment with only some of the
-    /// declarations and no other record; opening starts a new segment, so that one is never
-    /// the oldest kept (no resend needs a segment without outbound messages).
+    /// The log's group commit syncs it on the journal's flusher thread, never on the acceptor's:
+    /// a sync here would stall every session for the time the disk takes to write the segment.
+    /// A crash of the process in the middle leaves a segment with only some of the declarations
+    /// and no other record; opening starts a new segment, so that one is never the oldest kept
+    /// (no resend needs a segment without outbound messages).
     fn start_segment(&mut self) -> Result<(), Fail> {
         self.journal.roll_over_now().map_err(Fail::Log)?;
         let first = self.journal.segment_first_seq();
@@ -286,13 +288,26 @@ impl Log {
         if self.journal.segment_first_seq() != first {
             return Err(Fail::SegmentTooSmall(self.sessions.len()));
         }
-        self.journal.flush().map_err(Fail::Log)?;
         let needed = self
             .sessions
             .iter()
             .filter_map(|session| session.index.first().map(|&(_, record)| record))
             .fold(first, u64::min);
-        self.journal.remove_segments_before(needed).map_err(Fail::Log)?;
+        self.superseded = Some(Superseded { before: needed, durable_from: self.next_record - 1 });
+        self.journal.commit().map_err(Fail::Log)?;
+        Ok(())
+    }
+
+    /// Deletes the segments a new segment superseded, once the flusher has made its
+    /// declarations durable (and with them every record before them): only then can a crash
+    /// of the machine no longer need the older segments.
+    fn remove_superseded(&mut self) -> Result<(), Fail> {
+        let Some(superseded) = self.superseded else { return Ok(()) };
+        if self.journal.durable_seq() < superseded.durable_from {
+            return Ok(());
+        }
+        self.superseded = None;
+        self.journal.remove_segments_before(superseded.before).map_err(Fail::Log)?;
         Ok(())
     }
 
@@ -359,6 +374,18 @@ impl Log {
     }
 }
 
+/// Segments that a newer one made redundant: those before record `before`, to be deleted
+/// once the log is durable up to `durable_from`.
+#[derive(Clone, Copy, Debug)]
+struct Superseded {
+    before: u64,
+    durable_from: u64,
+}
+
+/// How often the session log's flusher syncs it: a sync is needed only before superseded
+/// segments can go, so rarely is enough, and the disk is left to the journals' group commit.
+const LOG_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A failure inside the lock, given the store's path outside it.
 enum Fail {
     Log(JournalError),
@@ -408,10 +435,20 @@ impl FixStore {
             name: LOG_NAME.to_owned(),
             segment_bytes,
             order: SeqOrder::Strict,
-            durability: Durability::PageCache,
-            truncate_corrupt: false,
+            durability: Durability::GroupCommit { interval: LOG_SYNC_INTERVAL, records: u64::MAX },
+            // After a crash of the machine the tail of the log may be damaged anywhere past its
+            // last sync; the sessions continue from what survived, and the counterparties'
+            // ResendRequests and sequence resets do the rest.
+            truncate_corrupt: true,
         };
         let (journal, report) = Journal::open(config).map_err(fail)?;
+        if let Some((segment, offset, bytes)) = &report.truncated_corruption {
+            eprintln!(
+                "fix: session log {} was damaged at {offset} (a crash of the machine?); {bytes} \
+                 bytes and the segments after it dropped: sessions continue from before it",
+                segment.display()
+            );
+        }
         if let Some((segment, offset, bytes)) = &report.torn_tail {
             eprintln!(
                 "fix: session log {} ended in a torn record at {offset}; {bytes} bytes cleared",
@@ -424,6 +461,7 @@ impl FixStore {
             sessions: Vec::new(),
             ids: HashMap::new(),
             outbound: false,
+            superseded: None,
             payload: Vec::with_capacity(1024),
         };
         let mut defect = None;
@@ -461,7 +499,15 @@ impl FixStore {
         let mut log = self.lock();
         log.outbound = false;
         log.journal.commit().map_err(|source| self.error(Fail::Log(source)))?;
-        Ok(())
+        log.remove_superseded().map_err(|fail| self.error(fail))
+    }
+
+    /// Syncs the log now, on the caller's thread, and deletes what that lets go: for shutdown
+    /// and tests, not for the order path.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let mut log = self.lock();
+        log.journal.flush().map_err(|source| self.error(Fail::Log(source)))?;
+        log.remove_superseded().map_err(|fail| self.error(fail))
     }
 
     /// Whether an outbound message was stored since the last flush: the acceptor then flushes
@@ -753,6 +799,8 @@ mod tests {
         for seq in 1..=60 {
             busy.append_outbound(seq, &body(seq)).unwrap();
         }
+        // Superseded segments go once the log is synced (by its flusher, or here).
+        store.sync().unwrap();
         assert!(segments(&dir.0) < before / 2, "{} of {before} segments kept", segments(&dir.0));
         drop((busy, quiet, store));
         let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();

@@ -48,6 +48,9 @@ const SNAPSHOTS_KEPT: usize = 2;
 
 /// The request log's journal name.
 const LOG_NAME: &str = "requests";
+/// How often the request log's flusher syncs it when the node's policy does not sync every
+/// write; only deleting segments waits for it.
+const LOG_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Segment size of the request log.
 pub const LOG_SEGMENT_BYTES: u64 = 16 << 20;
 const REQUEST: u8 = 1;
@@ -95,15 +98,16 @@ impl RequestLog {
         self.append_here(kind, number, bytes)
     }
 
-    /// Starts a new segment that opens with the delivered mark, so that older ones can go, and
-    /// syncs the log: every segment but the newest is then whole on disk, and the mark is
-    /// there before a snapshot can delete the segments with earlier marks.
+    /// Starts a new segment that opens with the delivered mark, so that older ones can go.
+    /// Nothing is synced here, on the acceptor's thread: the log's group commit does that on
+    /// its flusher thread, and [`RequestLog::prune`] deletes only segments that are durable.
     fn start_segment(&mut self) -> Result<(), JournalError> {
         self.journal.roll_over_now()?;
         if let Some(delivered) = self.delivered {
             self.append_here(DELIVERED, delivered, &[])?;
         }
-        self.journal.flush()
+        self.journal.commit()?;
+        Ok(())
     }
 
     fn append_here(&mut self, kind: u8, number: u64, bytes: &[u8]) -> Result<u64, JournalError> {
@@ -128,9 +132,11 @@ impl RequestLog {
             self.requests.pop_front();
         }
         let keep_from = self.requests.front().map_or(self.next_record, |&(_, record)| record);
-        // The segment being written is never removed, and every other segment starts with
-        // the delivered mark of its time, so the newest mark always survives.
-        self.journal.remove_segments_before(keep_from)?;
+        // Only segments before the durable part's end go: the oldest segment kept has a
+        // durable start, which is the delivered mark of its time, so the newest durable mark
+        // always survives a crash of the machine too.
+        let durable_end = self.journal.durable_seq() + 1;
+        self.journal.remove_segments_before(keep_from.min(durable_end))?;
         Ok(())
     }
 }
@@ -198,10 +204,24 @@ impl OrderStore {
             name: LOG_NAME.to_owned(),
             segment_bytes,
             order: SeqOrder::Strict,
-            durability: if sync { Durability::SyncEachCommit } else { Durability::PageCache },
-            truncate_corrupt: false,
+            durability: if sync {
+                Durability::SyncEachCommit
+            } else {
+                Durability::GroupCommit { interval: LOG_SYNC_INTERVAL, records: u64::MAX }
+            },
+            // After a crash of the machine the tail of the log may be damaged anywhere past its
+            // last sync: the requests that survived are used; commands whose requests were
+            // lost are sequenced but reported to no session.
+            truncate_corrupt: true,
         })
         .map_err(log_error)?;
+        if let Some((segment, offset, bytes)) = &report.truncated_corruption {
+            eprintln!(
+                "fix: request log {} was damaged at {offset} (a crash of the machine?); {bytes} \
+                 bytes and the segments after it dropped",
+                segment.display()
+            );
+        }
         let log = RequestLog {
             next_record: report.last_seq.map_or(journal.segment_first_seq(), |last| last + 1),
             journal,
