@@ -413,6 +413,8 @@ impl Application for FixBridge {
     }
 
     fn poll(&mut self, outbox: &mut Outbox) -> usize {
+        // One clock read for the pass's bookkeeping: it is called on every acceptor pass.
+        let now = now_ns();
         self.push_disconnect_cancels();
         let submitted = self.submit_pending(outbox);
         // What the last poll put in the outbox the acceptor has since numbered and stored, so
@@ -421,12 +423,12 @@ impl Application for FixBridge {
             match self.store.put_delivered(self.delivered) {
                 Ok(()) => {
                     self.delivered_stored = self.delivered;
-                    self.unflushed_since_ns.get_or_insert_with(now_ns);
+                    self.unflushed_since_ns.get_or_insert(now);
                 }
                 Err(error) => eprintln!("fix: recording delivered seq {}: {error}", self.delivered),
             }
         }
-        let due = |since: u64| now_ns().saturating_sub(since) >= DELIVERED_FLUSH_NS;
+        let due = |since: u64| now.saturating_sub(since) >= DELIVERED_FLUSH_NS;
         if self.unflushed_since_ns.is_some_and(due) {
             self.flush_store();
         }
@@ -460,7 +462,7 @@ impl Application for FixBridge {
             }
         }
         if taken > 0 {
-            self.progress_ns = now_ns();
+            self.progress_ns = now;
             self.metrics.seq.store(self.entry.seq(), Ordering::Relaxed);
             let depth = |depth: usize| u64::try_from(depth).unwrap_or(u64::MAX);
             self.metrics.input_depth.store(depth(self.input.depth()), Ordering::Relaxed);
