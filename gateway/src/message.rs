@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use engine::decimal::DecimalDisplay;
+use engine::decimal::{u64_text, DecimalDisplay, U64_DIGITS_MAX};
 
 /// The field separator, SOH.
 const SOH: char = '\u{1}';
@@ -112,18 +112,7 @@ impl FieldValue for i32 {
 
 /// Appends the decimal digits of `value`.
 pub fn push_decimal(out: &mut String, value: u64) {
-    let mut digits = [0u8; 20];
-    let mut position = digits.len();
-    let mut rest = value;
-    loop {
-        position -= 1;
-        digits[position] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[position..]).expect("ASCII digits"));
+    out.push_str(u64_text(value, &mut [0; U64_DIGITS_MAX]));
 }
 
 /// Why a field could not be read; the session layer turns it into a Reject (3) with the

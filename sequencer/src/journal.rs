@@ -32,6 +32,7 @@
 //! segment ready for every policy (see `background.rs`).
 
 use std::fs::{self, File, OpenOptions};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -756,7 +757,7 @@ pub fn scan_from(
     name: &str,
     order: SeqOrder,
     from_seq: u64,
-    mut visit: impl FnMut(u64, &[u8]) -> std::ops::ControlFlow<()>,
+    mut visit: impl FnMut(u64, &[u8]) -> ControlFlow<()>,
 ) -> Result<(), JournalError> {
     let segments = list_segments(directory, name)?;
     let start = segments.windows(2).take_while(|pair| pair[1].first_seq <= from_seq).count();
@@ -767,33 +768,50 @@ pub fn scan_from(
         // mapping; a data directory has one owning process, which alone opens its segments.
         #[allow(unsafe_code)]
         let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io(&segment.path))?;
-        check_header(&segment.path, &bytes, order)?;
-        let mut offset = SEGMENT_HEADER_BYTES;
-        loop {
-            match read_frame(&bytes, offset) {
-                Frame::Record { seq, payload, next } => {
-                    if let Some(previous) = last_seq {
-                        if !order.follows(previous, seq) {
-                            let path = segment.path.clone();
-                            let offset = offset as u64;
-                            return Err(JournalError::Sequence { path, offset, previous, seq });
-                        }
-                    }
-                    last_seq = Some(seq);
-                    if seq >= from_seq && visit(seq, payload).is_break() {
-                        return Ok(());
-                    }
-                    offset = next;
-                }
-                Frame::End => break,
-                Frame::Bad(reason) => {
-                    let path = segment.path.clone();
-                    return Err(JournalError::Corrupt { path, offset: offset as u64, reason });
-                }
-            }
+        let flow = visit_segment(segment, &bytes, order, &mut last_seq, |seq, payload| {
+            Ok(if seq >= from_seq { visit(seq, payload) } else { ControlFlow::Continue(()) })
+        })?;
+        if flow.is_break() {
+            break;
         }
     }
     Ok(())
+}
+
+/// Checks a segment's header, then visits its frames in order, checking each frame's checksum
+/// and that its seq follows `last_seq` (which it advances), until the end or a break.
+fn visit_segment(
+    segment: &Segment,
+    bytes: &[u8],
+    order: SeqOrder,
+    last_seq: &mut Option<u64>,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<ControlFlow<()>, JournalError>,
+) -> Result<ControlFlow<()>, JournalError> {
+    check_header(&segment.path, bytes, order)?;
+    let mut offset = SEGMENT_HEADER_BYTES;
+    loop {
+        match read_frame(bytes, offset) {
+            Frame::Record { seq, payload, next } => {
+                if let Some(previous) = *last_seq {
+                    if !order.follows(previous, seq) {
+                        let path = segment.path.clone();
+                        let offset = offset as u64;
+                        return Err(JournalError::Sequence { path, offset, previous, seq });
+                    }
+                }
+                *last_seq = Some(seq);
+                if visit(seq, payload)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+                offset = next;
+            }
+            Frame::End => return Ok(ControlFlow::Continue(())),
+            Frame::Bad(reason) => {
+                let path = segment.path.clone();
+                return Err(JournalError::Corrupt { path, offset: offset as u64, reason });
+            }
+        }
+    }
 }
 
 fn read_segments(
@@ -805,30 +823,12 @@ fn read_segments(
     let mut records = 0;
     for segment in segments {
         let bytes = fs::read(&segment.path).map_err(io(&segment.path))?;
-        check_header(&segment.path, &bytes, order)?;
-        let mut offset = SEGMENT_HEADER_BYTES;
-        loop {
-            match read_frame(&bytes, offset) {
-                Frame::Record { seq, payload, next } => {
-                    if let Some(previous) = last_seq {
-                        if !order.follows(previous, seq) {
-                            let path = segment.path.clone();
-                            let offset = offset as u64;
-                            return Err(JournalError::Sequence { path, offset, previous, seq });
-                        }
-                    }
-                    visit(seq, payload)?;
-                    last_seq = Some(seq);
-                    records += 1;
-                    offset = next;
-                }
-                Frame::End => break,
-                Frame::Bad(reason) => {
-                    let path = segment.path.clone();
-                    return Err(JournalError::Corrupt { path, offset: offset as u64, reason });
-                }
-            }
-        }
+        // This visitor never breaks: every record is read.
+        let _ = visit_segment(segment, &bytes, order, &mut last_seq, |seq, payload| {
+            visit(seq, payload)?;
+            records += 1;
+            Ok(ControlFlow::Continue(()))
+        })?;
     }
     Ok(ReadSummary { records, last_seq })
 }

@@ -20,6 +20,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use engine::decimal::{u64_text, U64_DIGITS_MAX};
 use fefix::tagvalue::{Config, Decoder};
 use fefix::{Dictionary, GetConfig};
 
@@ -448,8 +449,8 @@ pub struct Header<'a> {
 /// the message's fields already encoded ([`Message::body`]). BodyLength is computed before
 /// anything is written, so the message goes into `out` in one pass, without a scratch copy.
 pub fn encode(out: &mut Vec<u8>, header: &Header<'_>, msg_type: &str, body: &[u8]) {
-    let mut seq_digits = [0u8; 20];
-    let seq = decimal_digits(header.seq, &mut seq_digits);
+    let mut seq_digits = [0u8; U64_DIGITS_MAX];
+    let seq = u64_text(header.seq, &mut seq_digits).as_bytes();
     // `tag=` SOH around each header value: 35, 49, 56, 34, 52 take 4 bytes each beyond their
     // values, and a resend's `43=Y` SOH `122=` SOH takes 10.
     let mut body_length = 5 * 4
@@ -462,8 +463,8 @@ pub fn encode(out: &mut Vec<u8>, header: &Header<'_>, msg_type: &str, body: &[u8
     if let Some(orig) = header.orig_sending_time {
         body_length += 10 + orig.len();
     }
-    let mut length_digits = [0u8; 20];
-    let length = decimal_digits(body_length as u64, &mut length_digits);
+    let mut length_digits = [0u8; U64_DIGITS_MAX];
+    let length = u64_text(body_length as u64, &mut length_digits).as_bytes();
     out.reserve(BEGIN.len() + length.len() + 1 + body_length + TRAILER_LEN);
     let start = out.len();
     out.extend_from_slice(BEGIN);
@@ -489,21 +490,6 @@ pub fn encode(out: &mut Vec<u8>, header: &Header<'_>, msg_type: &str, body: &[u8
     let sum = checksum(&out[start..]);
     out.extend_from_slice(b"10=");
     out.extend_from_slice(&[b'0' + sum / 100, b'0' + (sum / 10) % 10, b'0' + sum % 10, SOH]);
-}
-
-/// The decimal digits of `value`, written at the end of `buffer`.
-fn decimal_digits(value: u64, buffer: &mut [u8; 20]) -> &[u8] {
-    let mut position = buffer.len();
-    let mut rest = value;
-    loop {
-        position -= 1;
-        buffer[position] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    &buffer[position..]
 }
 
 /// Length of a UTC timestamp with milliseconds: `YYYYMMDD-HH:MM:SS.sss`.

@@ -632,23 +632,7 @@ impl SessionStore for LogSessionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fresh directory under the system's temporary directory, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let path = std::env::temp_dir().join(format!("fix-log-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::{segment_count, TempDir};
 
     fn messages(session: &LogSessionStore, begin: u64, end: u64) -> Vec<(u64, Vec<u8>)> {
         let mut seen = Vec::new();
@@ -658,20 +642,9 @@ mod tests {
         seen
     }
 
-    fn segments(dir: &Path) -> usize {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|entry| {
-                let name = entry.as_ref().unwrap().file_name();
-                let name = name.to_string_lossy();
-                name.starts_with("fix-") && name.ends_with(".journal")
-            })
-            .count()
-    }
-
     #[test]
     fn a_stored_message_is_readable_at_once_and_marks_the_pass_until_flushed() {
-        let dir = TempDir::new("pass");
+        let dir = TempDir::new("fix-log", "pass");
         let store = FixStore::open(&dir.0).unwrap();
         let mut session = store.session("EXCH", "C1").unwrap();
         session.append_outbound(1, b"one").unwrap();
@@ -689,7 +662,7 @@ mod tests {
 
     #[test]
     fn sequences_and_messages_survive_a_reopen_and_a_reset_forgets_them() {
-        let dir = TempDir::new("reopen");
+        let dir = TempDir::new("fix-log", "reopen");
         {
             let store = FixStore::open(&dir.0).unwrap();
             let mut session = store.session("EXCH", "C1").unwrap();
@@ -716,7 +689,7 @@ mod tests {
 
     #[test]
     fn an_earlier_versions_rocksdb_store_is_refused_not_ignored() {
-        let dir = TempDir::new("legacy");
+        let dir = TempDir::new("fix-log", "legacy");
         std::fs::create_dir_all(&dir.0).unwrap();
         std::fs::write(dir.0.join("CURRENT"), "MANIFEST-000005\n").unwrap();
         let error = FixStore::open(&dir.0).unwrap_err();
@@ -726,16 +699,16 @@ mod tests {
 
     #[test]
     fn reopening_starts_a_complete_segment_and_a_new_session_fits_where_it_can() {
-        let dir = TempDir::new("reopen-segment");
+        let dir = TempDir::new("fix-log", "reopen-segment");
         let segment_bytes = 4096;
         {
             let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
             let mut first = store.session("EXCH", "FIRST").unwrap();
             first.append_outbound(1, b"one").unwrap();
         }
-        assert_eq!(segments(&dir.0), 1);
+        assert_eq!(segment_count(&dir.0, "fix"), 1);
         let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
-        assert_eq!(segments(&dir.0), 2, "writing resumes in a new segment");
+        assert_eq!(segment_count(&dir.0, "fix"), 2, "writing resumes in a new segment");
         // Sessions declared late, until one no longer fits the segment: it and every other
         // session are declared at the start of the next one.
         let mut names = Vec::new();
@@ -747,7 +720,7 @@ mod tests {
             }
             names.push(name);
         }
-        assert!(segments(&dir.0) > 2);
+        assert!(segment_count(&dir.0, "fix") > 2);
         drop(store);
         let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
         let first = store.session("EXCH", "FIRST").unwrap();
@@ -766,7 +739,7 @@ mod tests {
 
     #[test]
     fn new_segments_carry_every_session_and_segments_no_resend_needs_are_deleted() {
-        let dir = TempDir::new("segments");
+        let dir = TempDir::new("fix-log", "segments");
         let segment_bytes = 4096;
         let body = |seq: u64| format!("message {seq:04} {}", "x".repeat(100)).into_bytes();
         {
@@ -780,7 +753,7 @@ mod tests {
                 busy.set_next_inbound(seq + 1).unwrap();
             }
             // Nothing was deleted: the quiet session may still be asked for its message.
-            assert!(segments(&dir.0) > 5);
+            assert!(segment_count(&dir.0, "fix") > 5);
             assert_eq!(messages(&quiet, 1, 1), vec![(1, b"quiet one".to_vec())]);
         }
         let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
@@ -793,7 +766,7 @@ mod tests {
         assert!(resent.iter().all(|(seq, bytes)| *bytes == body(*seq)));
         assert_eq!(messages(&quiet, 1, 1), vec![(1, b"quiet one".to_vec())]);
         // Once both have reset, the segments before the reset can go.
-        let before = segments(&dir.0);
+        let before = segment_count(&dir.0, "fix");
         quiet.reset().unwrap();
         busy.reset().unwrap();
         for seq in 1..=60 {
@@ -801,7 +774,11 @@ mod tests {
         }
         // Superseded segments go once the log is synced (by its flusher, or here).
         store.sync().unwrap();
-        assert!(segments(&dir.0) < before / 2, "{} of {before} segments kept", segments(&dir.0));
+        assert!(
+            segment_count(&dir.0, "fix") < before / 2,
+            "{} of {before} segments kept",
+            segment_count(&dir.0, "fix")
+        );
         drop((busy, quiet, store));
         let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
         let busy = store.session("EXCH", "BUSY").unwrap();

@@ -412,24 +412,7 @@ impl Drop for OrderStore {
 mod tests {
     use super::super::{RequestKind, SessionId};
     use super::*;
-
-    /// A fresh directory under the system's temporary directory, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let path =
-                std::env::temp_dir().join(format!("order-log-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::{segment_count, TempDir};
 
     fn request(number: u64) -> Request {
         Request {
@@ -440,20 +423,9 @@ mod tests {
         }
     }
 
-    fn segments(dir: &Path) -> usize {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|entry| {
-                let name = entry.as_ref().unwrap().file_name();
-                let name = name.to_string_lossy();
-                name.starts_with("requests-") && name.ends_with(".journal")
-            })
-            .count()
-    }
-
     #[test]
     fn an_earlier_versions_rocksdb_store_is_refused_not_ignored() {
-        let dir = TempDir::new("legacy");
+        let dir = TempDir::new("order-log", "legacy");
         std::fs::create_dir_all(&dir.0).unwrap();
         std::fs::write(dir.0.join("CURRENT"), "MANIFEST-000005\n").unwrap();
         let error = OrderStore::open(&dir.0, false).unwrap_err();
@@ -462,7 +434,7 @@ mod tests {
 
     #[test]
     fn requests_and_the_delivered_mark_survive_reopen_and_a_snapshot_prunes_segments() {
-        let dir = TempDir::new("prune");
+        let dir = TempDir::new("order-log", "prune");
         let segment_bytes = 4096;
         {
             let store = OrderStore::open_with(&dir.0, false, segment_bytes).unwrap();
@@ -476,7 +448,7 @@ mod tests {
             for number in 101..=140 {
                 store.put_request(&request(number)).unwrap();
             }
-            assert!(segments(&dir.0) > 5);
+            assert!(segment_count(&dir.0, "requests") > 5);
         }
         let store = OrderStore::open_with(&dir.0, false, segment_bytes).unwrap();
         assert_eq!(store.delivered().unwrap(), Some(1000));
@@ -489,7 +461,11 @@ mod tests {
         let snapshot = EntrySnapshot { seq: 7, next_request: 135, ..EntrySnapshot::default() };
         store.put_snapshot(&snapshot).unwrap();
         assert_eq!(numbers(0), (135..=140).collect::<Vec<_>>());
-        assert!(segments(&dir.0) <= 2, "{} segments kept", segments(&dir.0));
+        assert!(
+            segment_count(&dir.0, "requests") <= 2,
+            "{} segments kept",
+            segment_count(&dir.0, "requests")
+        );
         drop(store);
         // The last mark was in a deleted segment: the segments after it carry it.
         let store = OrderStore::open_with(&dir.0, false, segment_bytes).unwrap();

@@ -3,27 +3,12 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
-use std::path::PathBuf;
-
 use engine::{AssetId, InstrumentId, InstrumentSpec, Price, Quantity};
 
-/// A directory under the system temp dir, removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// `prefix` names the test binary, `name` the test, so parallel tests never share one.
-    pub fn new(prefix: &str, name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("{prefix}-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+// The temporary directory is the unit tests' own fixture, compiled into each test binary too.
+#[path = "../../src/testing.rs"]
+mod testing;
+pub use testing::TempDir;
 
 /// BTC-USD: BTC is asset 0 (scale 8), USD asset 1 (scale 2); a lot of 0.01 BTC, a tick of
 /// 0.01 USD, at most 10 BTC per order, a reference price of 600 USD with a 50% band.
