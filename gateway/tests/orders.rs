@@ -13,7 +13,7 @@ use gateway::message::FieldValue;
 use gateway::orders::store::OrderStore;
 use gateway::orders::{
     origin, EntrySnapshot, Instrument, Instruments, OrderEntry, OrderEntryConfig, Response,
-    SessionId, SOURCE_FIX,
+    SessionId, CL_ORD_ID_LEN_MAX, SOURCE_FIX,
 };
 use gateway::{FieldError, Message};
 use sequencer::record::EventRecord;
@@ -847,4 +847,26 @@ fn numbers_out_of_range_or_malformed_are_rejected_without_reaching_the_engine() 
     // Nothing of it was accepted: the ClOrdID is still free and a sane order goes through.
     let out = exchange.send(ALICE, &limit("n1", '1', "0.1", "60000"));
     expect(&out[0], "8", &[(150, "0"), (11, "n1")]);
+}
+
+#[test]
+fn an_over_long_clordid_is_a_value_out_of_range_and_nothing_is_stored() {
+    let dir = TempDir::new("orders", "long-clordid");
+    let mut exchange = Exchange::new();
+    exchange.store = Some(OrderStore::open(&dir.0, false).unwrap());
+    // Control characters, which JSON escapes sixfold, cannot stretch a stored request either.
+    let long = "\u{2}".repeat(CL_ORD_ID_LEN_MAX + 1);
+    let error = exchange.try_send(ALICE, &limit(&long, '1', "0.1", "60000")).unwrap_err();
+    assert_eq!((error.session_reject_reason(), error.tag()), (5, 11), "{error}");
+    let out = exchange.send(ALICE, &limit("ok", '1', "0.1", "60000"));
+    expect(&out[0], "8", &[(150, "0"), (11, "ok")]);
+    let error = exchange.try_send(ALICE, &cancel("c1", &long)).unwrap_err();
+    assert_eq!((error.session_reject_reason(), error.tag()), (5, 41), "{error}");
+    // Exactly at the limit is accepted.
+    let limit_id = "x".repeat(CL_ORD_ID_LEN_MAX);
+    let out = exchange.send(ALICE, &limit(&limit_id, '1', "0.1", "60000"));
+    expect(&out[0], "8", &[(150, "0"), (11, limit_id.as_str())]);
+    let stored = exchange.store.as_ref().unwrap().requests_from(0).unwrap();
+    let ids: Vec<&str> = stored.iter().map(|request| request.cl_ord_id.as_str()).collect();
+    assert_eq!(ids, ["ok", limit_id.as_str()]);
 }

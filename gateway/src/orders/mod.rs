@@ -29,6 +29,8 @@
 //!   (a market order cannot rest). ExecInst (18) containing `6` (ParticipateDoNotInitiate) makes
 //!   the order post-only. A market buy may give CashOrderQty (152) instead of OrderQty (38): it
 //!   then asks for up to the instrument's largest quantity within that budget.
+//! - ClOrdID (11) and OrigClOrdID (41) are at most [`CL_ORD_ID_LEN_MAX`] bytes; a longer one is
+//!   a session Reject with SessionRejectReason 5 (value out of range) naming the tag.
 //! - Custom tag 8000, SelfTradePreventionMode: `0` none (the default; self-trades settle as a
 //!   wash), `1` cancel the resting order, `2` cancel the incoming order, `3` cancel both.
 //! - OrderID (37) is the engine's order id in decimal; ExecID (17) is `seq-index` of the event
@@ -442,7 +444,7 @@ impl OrderEntry {
         message: &Message,
         now_ns: u64,
     ) -> Result<Response, FieldError> {
-        let cl_ord_id = message.required(tag::CL_ORD_ID)?;
+        let cl_ord_id = identifier(message.required(tag::CL_ORD_ID)?, tag::CL_ORD_ID)?;
         let symbol = message.required(tag::SYMBOL)?;
         let account = optional_account(message)?;
         let Some(instrument) = self.instruments.by_symbol(symbol) else {
@@ -577,8 +579,11 @@ impl OrderEntry {
         now_ns: u64,
         replace: bool,
     ) -> Result<Response, FieldError> {
-        let cl_ord_id = message.required(tag::CL_ORD_ID)?;
-        let orig = message.get(tag::ORIG_CL_ORD_ID);
+        let cl_ord_id = identifier(message.required(tag::CL_ORD_ID)?, tag::CL_ORD_ID)?;
+        let orig = message
+            .get(tag::ORIG_CL_ORD_ID)
+            .map(|orig| identifier(orig, tag::ORIG_CL_ORD_ID))
+            .transpose()?;
         let order_id_text = message.get(tag::ORDER_ID);
         if orig.is_none() && order_id_text.is_none() {
             return Err(FieldError::Missing(tag::ORIG_CL_ORD_ID));
@@ -667,7 +672,7 @@ impl OrderEntry {
         message: &Message,
         now_ns: u64,
     ) -> Result<Response, FieldError> {
-        let cl_ord_id = message.required(tag::CL_ORD_ID)?;
+        let cl_ord_id = identifier(message.required(tag::CL_ORD_ID)?, tag::CL_ORD_ID)?;
         let exec_id = self.reply_exec_id(now_ns);
         let found = self.find_order(session, message.get(tag::ORDER_ID), cl_ord_id);
         let report = found.and_then(|order| {
@@ -695,7 +700,7 @@ impl OrderEntry {
         message: &Message,
         now_ns: u64,
     ) -> Result<Response, FieldError> {
-        let cl_ord_id = message.required(tag::CL_ORD_ID)?;
+        let cl_ord_id = identifier(message.required(tag::CL_ORD_ID)?, tag::CL_ORD_ID)?;
         let request_type = message.required_char(tag::MASS_CANCEL_REQUEST_TYPE)?;
         let account = optional_account(message)?;
         let symbol = message.get(tag::SYMBOL);
@@ -1243,6 +1248,23 @@ fn ord_rej_reason(reason: RejectReason) -> u32 {
         RejectReason::InvalidPrice => 18,
         _ => 99,
     }
+}
+
+/// The longest ClOrdID (11) or OrigClOrdID (41) accepted, in bytes. Venues bound it (20 to 64
+/// characters is usual); the bound also keeps every stored request well inside a request-log
+/// record, whatever escaping its JSON needs.
+pub const CL_ORD_ID_LEN_MAX: usize = 64;
+
+/// A ClOrdID or OrigClOrdID within [`CL_ORD_ID_LEN_MAX`]; a longer one is a value out of range.
+fn identifier(value: &str, tag: u32) -> Result<&str, FieldError> {
+    if value.len() > CL_ORD_ID_LEN_MAX {
+        let shown: String = value.chars().take(CL_ORD_ID_LEN_MAX).collect();
+        return Err(FieldError::BadValue {
+            tag,
+            value: format!("{shown}... (over {CL_ORD_ID_LEN_MAX} bytes)"),
+        });
+    }
+    Ok(value)
 }
 
 /// Account (1), if given.
