@@ -549,9 +549,18 @@ impl std::fmt::Debug for LogSessionStore {
 }
 
 impl LogSessionStore {
-    fn append(&self, kind: u8, number: u64, bytes: &[u8]) -> Result<u64, StoreError> {
+    /// Appends a record without bytes and, once it is in the log, updates the session's state:
+    /// one lock for both.
+    fn record(
+        &self,
+        kind: u8,
+        number: u64,
+        update: impl FnOnce(&mut SessionState),
+    ) -> Result<(), StoreError> {
         let mut log = self.store.lock();
-        log.append(kind, self.id, number, bytes).map_err(|fail| self.store.error(fail))
+        log.append(kind, self.id, number, &[]).map_err(|fail| self.store.error(fail))?;
+        update(&mut log.sessions[self.id as usize]);
+        Ok(())
     }
 }
 
@@ -563,9 +572,7 @@ impl SessionStore for LogSessionStore {
     }
 
     fn set_next_inbound(&mut self, next: u64) -> Result<(), StoreError> {
-        self.append(INBOUND, next, &[])?;
-        self.store.lock().sessions[self.id as usize].next_inbound = next;
-        Ok(())
+        self.record(INBOUND, next, |session| session.next_inbound = next)
     }
 
     fn append_outbound(&mut self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
@@ -623,9 +630,7 @@ impl SessionStore for LogSessionStore {
     }
 
     fn reset(&mut self) -> Result<(), StoreError> {
-        self.append(RESET, 0, &[])?;
-        self.store.lock().sessions[self.id as usize].reset();
-        Ok(())
+        self.record(RESET, 0, SessionState::reset)
     }
 }
 

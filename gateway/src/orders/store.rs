@@ -88,6 +88,8 @@ struct RequestLog {
     redundant_below: u64,
     /// A record being built, reused.
     payload: Vec<u8>,
+    /// A request's JSON, reused.
+    json: Vec<u8>,
 }
 
 impl RequestLog {
@@ -230,6 +232,7 @@ impl OrderStore {
             requests: VecDeque::new(),
             redundant_below: 0,
             payload: Vec::with_capacity(512),
+            json: Vec::with_capacity(512),
         };
         let store = OrderStore { db, path: directory.to_owned(), sync, log: Mutex::new(log) };
         let redundant_below = store.latest_snapshot()?.map_or(0, |snapshot| snapshot.next_request);
@@ -291,9 +294,14 @@ impl OrderStore {
 
     /// Stores a request ([`OrderStore::flush`] before submitting its commands).
     pub fn put_request(&self, request: &Request) -> Result<(), OrderStoreError> {
-        let value = serde_json::to_vec(request).expect("requests always serialize");
         let mut log = self.lock();
-        let record = log.append(REQUEST, request.number, &value).map_err(self.log_error())?;
+        // The JSON goes into a buffer kept between requests: no allocation per order.
+        let mut json = std::mem::take(&mut log.json);
+        json.clear();
+        serde_json::to_writer(&mut json, request).expect("requests always serialize");
+        let appended = log.append(REQUEST, request.number, &json);
+        log.json = json;
+        let record = appended.map_err(self.log_error())?;
         log.requests.push_back((request.number, record));
         Ok(())
     }
