@@ -647,6 +647,43 @@ mod tests {
         seen
     }
 
+    /// Replays the segment being written on its own and checks it yields every session's
+    /// sequence numbers: what deleting the segments before it relies on.
+    fn assert_current_segment_stands_alone(store: &FixStore) {
+        let (first, expected) = {
+            let log = store.lock();
+            let numbers = log.sessions.iter().map(|s| (s.next_inbound, s.next_outbound));
+            (log.journal.segment_first_seq(), numbers.collect::<Vec<_>>())
+        };
+        let mut replayed: Vec<Option<(u64, u64)>> = vec![None; expected.len()];
+        scan_from(&store.path, LOG_NAME, SeqOrder::Strict, first, |record, payload| {
+            let decoded = decode_record(payload).unwrap();
+            let slot = &mut replayed[decoded.session as usize];
+            match decoded.kind {
+                DECLARE => *slot = Some((1, 1)),
+                CHECKPOINT => {
+                    let next = u64::from_le_bytes(decoded.bytes.try_into().unwrap());
+                    *slot = Some((decoded.number, next));
+                }
+                kind => {
+                    let numbers = slot.as_mut().unwrap_or_else(|| {
+                        panic!("record {record} (kind {kind}) of a session not declared before it")
+                    });
+                    match kind {
+                        INBOUND => numbers.0 = decoded.number,
+                        OUTBOUND => numbers.1 = decoded.number + 1,
+                        _ => *numbers = (1, 1),
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let replayed: Vec<(u64, u64)> =
+            replayed.into_iter().map(|numbers| numbers.expect("every session declared")).collect();
+        assert_eq!(replayed, expected);
+    }
+
     #[test]
     fn a_stored_message_is_readable_at_once_and_marks_the_pass_until_flushed() {
         let dir = TempDir::new("fix-log", "pass");
@@ -693,6 +730,43 @@ mod tests {
     }
 
     #[test]
+    fn a_log_damaged_before_its_tail_opens_with_what_came_before_the_damage() {
+        let dir = TempDir::new("fix-log", "damaged");
+        let segment_bytes = 4096;
+        let body = |seq: u64| format!("message {seq:04} {}", "x".repeat(100)).into_bytes();
+        {
+            let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
+            let mut session = store.session("EXCH", "C1").unwrap();
+            for seq in 1..=100 {
+                session.append_outbound(seq, &body(seq)).unwrap();
+            }
+        }
+        // A crash of the machine left garbage in the first record of the third segment.
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|extension| extension == "journal"))
+            .collect();
+        files.sort();
+        let mut bytes = std::fs::read(&files[2]).unwrap();
+        bytes[64 + 40] ^= 0xFF;
+        std::fs::write(&files[2], bytes).unwrap();
+        let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
+        let mut session = store.session("EXCH", "C1").unwrap();
+        let (_, next) = session.sequence_numbers().unwrap();
+        assert!((2..100).contains(&next), "continues from before the damage: {next}");
+        let kept = messages(&session, 1, 100);
+        assert_eq!(kept.len() as u64, next - 1);
+        assert!(kept.iter().all(|(seq, bytes)| *bytes == body(*seq)));
+        // The session goes on from there, and the log opens again.
+        session.append_outbound(next, b"after").unwrap();
+        drop((session, store));
+        let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
+        let session = store.session("EXCH", "C1").unwrap();
+        assert_eq!(session.sequence_numbers().unwrap(), (1, next + 1));
+    }
+
+    #[test]
     fn an_earlier_versions_rocksdb_store_is_refused_not_ignored() {
         let dir = TempDir::new("fix-log", "legacy");
         std::fs::create_dir_all(&dir.0).unwrap();
@@ -714,28 +788,30 @@ mod tests {
         assert_eq!(segment_count(&dir.0, "fix"), 1);
         let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
         assert_eq!(segment_count(&dir.0, "fix"), 2, "writing resumes in a new segment");
-        // Sessions declared late, until one no longer fits the segment: it and every other
-        // session are declared at the start of the next one.
-        let mut names = Vec::new();
-        for index in 0..12 {
-            let name = format!("LATE-SESSION-{index:02}");
-            let mut late = store.session("EXCH", &name).unwrap();
-            for seq in 1..=5 {
-                late.append_outbound(seq, name.as_bytes()).unwrap();
-            }
-            names.push(name);
+        // Fill the segment until a late session's declaration no longer fits: it and every other
+        // session must then be declared at the start of the next segment.
+        let mut first = store.session("EXCH", "FIRST").unwrap();
+        let declaration = RECORD_HEADER + "EXCH".len() + 1 + "LATE".len();
+        let both = declaration.next_multiple_of(8) + JOURNAL_FRAME_HEADER + RECORD_HEADER + 8;
+        let mut seq = 2;
+        while store.lock().journal.fits(both) {
+            first.append_outbound(seq, b"x").unwrap();
+            seq += 1;
         }
-        assert!(segment_count(&dir.0, "fix") > 2);
-        drop(store);
+        let before = store.lock().journal.segment_first_seq();
+        assert_current_segment_stands_alone(&store);
+        let mut late = store.session("EXCH", "LATE").unwrap();
+        assert_ne!(store.lock().journal.segment_first_seq(), before, "declared in a new segment");
+        assert_current_segment_stands_alone(&store);
+        late.append_outbound(1, b"late one").unwrap();
+        assert_current_segment_stands_alone(&store);
+        drop((first, late, store));
         let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
         let first = store.session("EXCH", "FIRST").unwrap();
-        assert_eq!(first.sequence_numbers().unwrap(), (1, 2));
+        assert_eq!(first.sequence_numbers().unwrap(), (1, seq));
         assert_eq!(messages(&first, 1, 1), vec![(1, b"one".to_vec())]);
-        for name in &names {
-            let late = store.session("EXCH", name).unwrap();
-            assert_eq!(late.sequence_numbers().unwrap(), (1, 6));
-            assert_eq!(messages(&late, 1, 9).len(), 5);
-        }
+        let late = store.session("EXCH", "LATE").unwrap();
+        assert_eq!(messages(&late, 1, 1), vec![(1, b"late one".to_vec())]);
         // More sessions than a segment can declare is an error, not a log that cannot open.
         let many = (0..100).map(|index| format!("MANY{index:03}{}", "m".repeat(40)));
         let refused = many.map(|name| store.session("EXCH", &name)).find_map(Result::err);
@@ -757,6 +833,7 @@ mod tests {
                 busy.append_outbound(seq, &body(seq)).unwrap();
                 busy.set_next_inbound(seq + 1).unwrap();
             }
+            assert_current_segment_stands_alone(&store);
             // Nothing was deleted: the quiet session may still be asked for its message.
             assert!(segment_count(&dir.0, "fix") > 5);
             assert_eq!(messages(&quiet, 1, 1), vec![(1, b"quiet one".to_vec())]);

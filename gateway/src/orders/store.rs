@@ -432,6 +432,35 @@ mod tests {
     }
 
     #[test]
+    fn a_request_log_damaged_before_its_tail_opens_with_the_requests_before_the_damage() {
+        let dir = TempDir::new("order-log", "damaged");
+        let segment_bytes = 4096;
+        {
+            let store = OrderStore::open_with(&dir.0, false, segment_bytes).unwrap();
+            for number in 1..=100 {
+                store.put_request(&request(number)).unwrap();
+                store.put_delivered(number).unwrap();
+            }
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|extension| extension == "journal"))
+            .collect();
+        files.sort();
+        let mut bytes = std::fs::read(&files[2]).unwrap();
+        bytes[64 + 40] ^= 0xFF;
+        std::fs::write(&files[2], bytes).unwrap();
+        let store = OrderStore::open_with(&dir.0, false, segment_bytes).unwrap();
+        let kept = store.requests_from(0).unwrap();
+        let last = kept.last().unwrap().number;
+        assert!((2..100).contains(&last), "requests up to the damage: {last}");
+        assert_eq!(kept, (1..=last).map(request).collect::<Vec<_>>());
+        let delivered = store.delivered().unwrap().unwrap();
+        assert!(delivered <= last, "a mark no later than the requests kept: {delivered}");
+    }
+
+    #[test]
     fn an_earlier_versions_rocksdb_store_is_refused_not_ignored() {
         let dir = TempDir::new("order-log", "legacy");
         std::fs::create_dir_all(&dir.0).unwrap();
