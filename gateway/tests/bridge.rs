@@ -95,6 +95,25 @@ fn start(data_dir: &Path) -> Node {
     Node { bridge, app, session }
 }
 
+impl Node {
+    /// `message` from the node's one session, as the acceptor hands it over.
+    fn send(&mut self, message: Message, outbox: &mut Outbox) {
+        self.bridge.on_message(SessionKey(0), &self.session, message, outbox);
+    }
+
+    /// Runs loop and bridge long enough for everything submitted to be answered; returns the
+    /// reports, as `ClOrdID:ExecType`.
+    fn settle(&mut self, outbox: &mut Outbox) -> Vec<String> {
+        let mut answered = Vec::new();
+        for _ in 0..1_000 {
+            self.app.do_work().unwrap();
+            self.bridge.poll(outbox);
+            answered.extend(reports(outbox));
+        }
+        answered
+    }
+}
+
 fn sell(cl_ord_id: &str) -> Message {
     Message::new("D")
         .with(11, cl_ord_id)
@@ -121,20 +140,18 @@ fn reports(outbox: &mut Outbox) -> Vec<String> {
 #[test]
 fn a_report_that_never_left_is_sent_after_the_restart_and_one_that_left_is_not_sent_again() {
     let dir = TempDir::new("gateway-bridge", "delivered");
-    let key = SessionKey(0);
     let mut node = start(&dir.0);
     let mut outbox = Outbox::default();
-    let session = node.session.clone();
     // a1 is submitted (by the poll after the message), sequenced and its report handed to the
     // session; two polls record it as delivered.
-    node.bridge.on_message(key, &session, sell("a1"), &mut outbox);
+    node.send(sell("a1"), &mut outbox);
     node.bridge.poll(&mut outbox);
     node.app.do_work().unwrap();
     node.bridge.poll(&mut outbox);
     node.bridge.poll(&mut outbox);
     assert_eq!(reports(&mut outbox), vec!["a1:0"]);
     // a2 is sequenced and durable, but the node dies before the bridge takes its report.
-    node.bridge.on_message(key, &session, sell("a2"), &mut outbox);
+    node.send(sell("a2"), &mut outbox);
     node.bridge.poll(&mut outbox);
     node.app.do_work().unwrap();
     node.app.control().push(sequencer::app_loop::Control::Flush).unwrap();
@@ -158,20 +175,18 @@ fn a_report_that_never_left_is_sent_after_the_restart_and_one_that_left_is_not_s
 #[test]
 fn a_full_input_ring_is_a_business_reject_and_the_order_can_be_sent_again() {
     let dir = TempDir::new("gateway-bridge", "full");
-    let key = SessionKey(0);
     let mut node = start(&dir.0);
-    let session = node.session.clone();
     let mut outbox = Outbox::default();
     // The input ring holds 64 commands and the loop is not running: the 65th order is refused
     // when the poll after the messages submits them.
     for index in 0..65 {
-        node.bridge.on_message(key, &session, sell(&format!("f{index}")), &mut outbox);
+        node.send(sell(&format!("f{index}")), &mut outbox);
     }
     // A mass cancel in the same pass is refused too (after a refusal nothing later of the pass
     // may overtake it), and its reject names a mass cancel (372 = q).
     let mass_cancel =
         Message::new("q").with(11, "x1").with(530, '7').with(60, "20261123-10:00:00.000");
-    node.bridge.on_message(key, &session, mass_cancel, &mut outbox);
+    node.send(mass_cancel, &mut outbox);
     node.bridge.poll(&mut outbox);
     let mut refusals = Vec::new();
     while let Some((_, message)) = outbox.pop() {
@@ -187,15 +202,10 @@ fn a_full_input_ring_is_a_business_reject_and_the_order_can_be_sent_again() {
     // Nothing accepted was lost: all 64 are sequenced and reported; the refused ClOrdID is free.
     // (Most are rejected by the engine for funds or the per-account limit; each still gets
     // its report.)
-    let mut answered = Vec::new();
-    for _ in 0..1_000 {
-        node.app.do_work().unwrap();
-        node.bridge.poll(&mut outbox);
-        answered.extend(reports(&mut outbox));
-    }
+    let answered = node.settle(&mut outbox);
     assert_eq!(answered.len(), 64, "{answered:?}");
     assert!(!answered.iter().any(|report| report.starts_with("f64:")));
-    node.bridge.on_message(key, &session, sell("f64"), &mut outbox);
+    node.send(sell("f64"), &mut outbox);
     node.bridge.poll(&mut outbox);
     node.app.do_work().unwrap();
     node.bridge.poll(&mut outbox);
@@ -210,12 +220,10 @@ fn a_full_input_ring_is_a_business_reject_and_the_order_can_be_sent_again() {
 #[test]
 fn the_bridge_is_busy_from_an_order_until_its_answer_arrives() {
     let dir = TempDir::new("gateway-bridge", "busy");
-    let key = SessionKey(0);
     let mut node = start(&dir.0);
-    let session = node.session.clone();
     let mut outbox = Outbox::default();
     assert!(!node.bridge.busy(), "nothing submitted yet");
-    node.bridge.on_message(key, &session, sell("b1"), &mut outbox);
+    node.send(sell("b1"), &mut outbox);
     assert!(node.bridge.busy(), "a stored request waits for the poll that submits it");
     node.bridge.poll(&mut outbox);
     assert!(node.bridge.busy(), "submitted, not yet answered: the acceptor must not sleep");
@@ -228,13 +236,11 @@ fn the_bridge_is_busy_from_an_order_until_its_answer_arrives() {
 #[test]
 fn reports_are_sent_after_a_restart_that_finds_no_delivered_mark_yet() {
     let dir = TempDir::new("gateway-bridge", "no-mark");
-    let key = SessionKey(0);
     let mut node = start(&dir.0);
-    let session = node.session.clone();
     let mut outbox = Outbox::default();
     // The first order is sequenced and durable, but the node dies before the bridge takes any
     // output, so no delivered mark was ever stored.
-    node.bridge.on_message(key, &session, sell("n1"), &mut outbox);
+    node.send(sell("n1"), &mut outbox);
     node.bridge.poll(&mut outbox);
     node.app.control().push(sequencer::app_loop::Control::Flush).unwrap();
     node.app.do_work().unwrap();
@@ -249,24 +255,17 @@ fn reports_are_sent_after_a_restart_that_finds_no_delivered_mark_yet() {
 #[test]
 fn a_cancel_on_disconnect_that_finds_the_ring_full_waits_and_then_cancels() {
     let dir = TempDir::new("gateway-bridge", "disconnect-full");
-    let key = SessionKey(0);
     let mut node = start(&dir.0);
-    let mut session = node.session.clone();
-    session.cancel_on_disconnect = true;
+    node.session.cancel_on_disconnect = true;
     let mut outbox = Outbox::default();
     // Two orders that rest (the account holds 1 BTC), then enough to fill the 64-slot ring.
     for index in 0..64 {
-        node.bridge.on_message(key, &session, sell(&format!("c{index}")), &mut outbox);
+        node.send(sell(&format!("c{index}")), &mut outbox);
     }
     node.bridge.poll(&mut outbox);
-    node.bridge.on_logout(key, &session, &mut outbox);
+    node.bridge.on_logout(SessionKey(0), &node.session, &mut outbox);
     assert!(node.bridge.busy(), "the cancel waits for room and the acceptor must keep polling");
-    let mut answered = Vec::new();
-    for _ in 0..1_000 {
-        node.app.do_work().unwrap();
-        node.bridge.poll(&mut outbox);
-        answered.extend(reports(&mut outbox));
-    }
+    let answered = node.settle(&mut outbox);
     // Both resting orders are cancelled once the cancel got in behind them.
     let cancelled: Vec<&String> = answered.iter().filter(|report| report.ends_with(":4")).collect();
     assert_eq!(cancelled, ["c0:4", "c1:4"], "{answered:?}");
