@@ -34,3 +34,17 @@ pub fn segment_count(dir: &Path, name: &str) -> usize {
         })
         .count()
 }
+
+/// Flips a byte `offset` bytes into segment `index` (oldest first) of the journals in `dir`:
+/// the damage a crash of the machine can leave before a log's tail.
+pub fn damage_segment(dir: &Path, index: usize, offset: usize) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("the directory exists")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "journal"))
+        .collect();
+    files.sort();
+    let mut bytes = std::fs::read(&files[index]).expect("the segment reads");
+    bytes[offset] ^= 0xFF;
+    std::fs::write(&files[index], bytes).expect("the segment writes");
+}

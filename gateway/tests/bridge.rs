@@ -101,6 +101,15 @@ impl Node {
         self.bridge.on_message(SessionKey(0), &self.session, message, outbox);
     }
 
+    /// Submits `message`, has the loop sequence it and make it durable, and stops the node
+    /// before the bridge takes any of its output: as if the node died right then.
+    fn sequence_and_die(mut self, message: Message, outbox: &mut Outbox) {
+        self.send(message, outbox);
+        self.bridge.poll(outbox);
+        self.app.control().push(sequencer::app_loop::Control::Flush).unwrap();
+        self.app.do_work().unwrap();
+    }
+
     /// Runs loop and bridge long enough for everything submitted to be answered; returns the
     /// reports, as `ClOrdID:ExecType`.
     fn settle(&mut self, outbox: &mut Outbox) -> Vec<String> {
@@ -151,12 +160,7 @@ fn a_report_that_never_left_is_sent_after_the_restart_and_one_that_left_is_not_s
     node.bridge.poll(&mut outbox);
     assert_eq!(reports(&mut outbox), vec!["a1:0"]);
     // a2 is sequenced and durable, but the node dies before the bridge takes its report.
-    node.send(sell("a2"), &mut outbox);
-    node.bridge.poll(&mut outbox);
-    node.app.do_work().unwrap();
-    node.app.control().push(sequencer::app_loop::Control::Flush).unwrap();
-    node.app.do_work().unwrap();
-    drop(node);
+    node.sequence_and_die(sell("a2"), &mut outbox);
 
     let mut node = start(&dir.0);
     let mut outbox = Outbox::default();
@@ -236,15 +240,11 @@ fn the_bridge_is_busy_from_an_order_until_its_answer_arrives() {
 #[test]
 fn reports_are_sent_after_a_restart_that_finds_no_delivered_mark_yet() {
     let dir = TempDir::new("gateway-bridge", "no-mark");
-    let mut node = start(&dir.0);
+    let node = start(&dir.0);
     let mut outbox = Outbox::default();
     // The first order is sequenced and durable, but the node dies before the bridge takes any
     // output, so no delivered mark was ever stored.
-    node.send(sell("n1"), &mut outbox);
-    node.bridge.poll(&mut outbox);
-    node.app.control().push(sequencer::app_loop::Control::Flush).unwrap();
-    node.app.do_work().unwrap();
-    drop(node);
+    node.sequence_and_die(sell("n1"), &mut outbox);
 
     let mut node = start(&dir.0);
     let mut outbox = Outbox::default();

@@ -637,7 +637,7 @@ impl SessionStore for LogSessionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{segment_count, TempDir};
+    use crate::testing::{damage_segment, segment_count, TempDir};
 
     fn messages(session: &LogSessionStore, begin: u64, end: u64) -> Vec<(u64, Vec<u8>)> {
         let mut seen = Vec::new();
@@ -742,15 +742,7 @@ mod tests {
             }
         }
         // A crash of the machine left garbage in the first record of the third segment.
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir.0)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| path.extension().is_some_and(|extension| extension == "journal"))
-            .collect();
-        files.sort();
-        let mut bytes = std::fs::read(&files[2]).unwrap();
-        bytes[64 + 40] ^= 0xFF;
-        std::fs::write(&files[2], bytes).unwrap();
+        damage_segment(&dir.0, 2, 64 + 40);
         let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
         let mut session = store.session("EXCH", "C1").unwrap();
         let (_, next) = session.sequence_numbers().unwrap();

@@ -420,7 +420,7 @@ impl Drop for OrderStore {
 mod tests {
     use super::super::{RequestKind, SessionId};
     use super::*;
-    use crate::testing::{segment_count, TempDir};
+    use crate::testing::{damage_segment, segment_count, TempDir};
 
     fn request(number: u64) -> Request {
         Request {
@@ -442,15 +442,7 @@ mod tests {
                 store.put_delivered(number).unwrap();
             }
         }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir.0)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| path.extension().is_some_and(|extension| extension == "journal"))
-            .collect();
-        files.sort();
-        let mut bytes = std::fs::read(&files[2]).unwrap();
-        bytes[64 + 40] ^= 0xFF;
-        std::fs::write(&files[2], bytes).unwrap();
+        damage_segment(&dir.0, 2, 64 + 40);
         let store = OrderStore::open_with(&dir.0, false, segment_bytes).unwrap();
         let kept = store.requests_from(0).unwrap();
         let last = kept.last().unwrap().number;
