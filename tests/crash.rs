@@ -9,29 +9,13 @@
 #![allow(clippy::cast_possible_truncation)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use testkit::TempDir;
 
 const COMMANDS: &str = "12000";
 const SEED: &str = "11";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("exchange-crash-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn exchange() -> Command {
     Command::new(env!("CARGO_BIN_EXE_exchange"))
@@ -107,10 +91,10 @@ fn run_and_kill(data_dir: &Path, kill_after: u64, linger: Duration) -> u64 {
 
 #[test]
 fn killed_simulations_recover_to_the_uninterrupted_result() {
-    let clean = TempDir::new("clean");
+    let clean = TempDir::new("exchange-crash", "clean");
     let expected = final_line(&exchange().args(simulate_args(&clean.0)).output().unwrap());
 
-    let crashed = TempDir::new("killed");
+    let crashed = TempDir::new("exchange-crash", "killed");
     for (round, (kill_after, linger_ms)) in
         [(1_500, 0), (4_000, 3), (6_500, 1), (9_000, 7)].into_iter().enumerate()
     {
@@ -137,7 +121,7 @@ fn killed_simulations_recover_to_the_uninterrupted_result() {
 
 #[test]
 fn verify_refuses_a_corrupted_journal_with_a_specific_message() {
-    let dir = TempDir::new("corrupt");
+    let dir = TempDir::new("exchange-crash", "corrupt");
     let output = exchange().args(simulate_count(&dir.0, "2000")).output().unwrap();
     assert!(output.status.success());
     let journal = dir.0.join("journal");
@@ -166,7 +150,7 @@ fn verify_refuses_a_corrupted_journal_with_a_specific_message() {
 
 #[test]
 fn wallet_history_reads_balances_at_past_sequence_numbers() {
-    let dir = TempDir::new("history");
+    let dir = TempDir::new("exchange-crash", "history");
     let output = exchange().args(simulate_count(&dir.0, "3000")).output().unwrap();
     assert!(output.status.success());
     let data_dir = dir.0.to_str().unwrap();
@@ -197,7 +181,7 @@ fn wallet_history_reads_balances_at_past_sequence_numbers() {
 
 #[test]
 fn a_damaged_snapshot_is_skipped_by_replay_and_reported_by_verify() {
-    let dir = TempDir::new("snapshot");
+    let dir = TempDir::new("exchange-crash", "snapshot");
     let output = exchange().args(simulate_count(&dir.0, "5000")).output().unwrap();
     let expected = final_line(&output);
     let data_dir = dir.0.to_str().unwrap();

@@ -19,24 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("exchange-interop-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use testkit::TempDir;
 
 /// A running `exchange run`, with the FIX port it printed.
 struct NodeProcess {
@@ -120,6 +103,13 @@ fn http(address: &str, method: &str, path: &str, key: Option<&str>, body: &str) 
     (status, response)
 }
 
+/// A fresh directory for one test, created: the node and the clients write into it.
+fn interop_dir(name: &str) -> TempDir {
+    let dir = TempDir::new("exchange-interop", name);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    dir
+}
+
 /// The embedded default configuration on a FIX port that was free a moment ago (the same one
 /// after the restart, so that QuickFIX reconnects to it) and any free HTTP port.
 fn config(dir: &Path) -> PathBuf {
@@ -164,7 +154,7 @@ fn client(
 #[test]
 // tidy: long function, one trading story across sessions and a restart reads best in order.
 fn quickfix_trades_through_exchange_run_across_a_restart() {
-    let dir = TempDir::new("quickfix");
+    let dir = interop_dir("quickfix");
     let binary = quickfix::build_client();
     let dictionary = quickfix::dictionary();
     if dictionary.is_none() {
@@ -270,7 +260,7 @@ fn quickfix_trades_through_exchange_run_across_a_restart() {
 
 #[test]
 fn the_http_api_of_exchange_run_moves_funds_and_remembers_them_across_a_restart() {
-    let dir = TempDir::new("http");
+    let dir = interop_dir("http");
     let data_dir = dir.0.join("data");
     let config = config(&dir.0);
     let mut node = NodeProcess::start(&data_dir, &config);
@@ -325,7 +315,7 @@ fn allowed_cpus(status: &str) -> Vec<usize> {
 
 #[test]
 fn exchange_run_keeps_every_thread_but_the_loop_off_the_loops_core() {
-    let dir = TempDir::new("affinity");
+    let dir = interop_dir("affinity");
     let config = config(&dir.0);
     let mut node = NodeProcess::start(&dir.0.join("data"), &config);
     let pid = node.child.id();

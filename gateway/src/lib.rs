@@ -12,7 +12,5 @@ pub mod fix;
 pub mod http;
 pub mod message;
 pub mod orders;
-#[cfg(test)]
-mod testing;
 
 pub use message::{FieldError, Message};

@@ -2,8 +2,8 @@
 //! a full output ring holds input back instead of losing anything, malformed input is counted
 //! and skipped, and control messages flush and stop it.
 
-use std::path::PathBuf;
 use std::time::Duration;
+use testkit::TempDir;
 
 use engine::{AccountId, Amount, AssetId, Command, CommandBody, EngineConfig, TransactionId};
 use sequencer::app_loop::{AppLoop, Control, LoopConfig, Release};
@@ -14,22 +14,6 @@ use sequencer::record::{
 };
 use sequencer::ring::{BusySpinIdle, Ring, RingConsumer, RingProducer};
 use sequencer::sequencer::{Sequencer, SequencerConfig};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("app-loop-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn sequencer(dir: &TempDir, durability: Durability) -> Sequencer {
     let config = SequencerConfig {
@@ -75,7 +59,7 @@ fn setup(producer: &mut RingProducer) {
 
 #[test]
 fn events_wait_for_the_durable_watermark() {
-    let dir = TempDir::new("watermark");
+    let dir = TempDir::new("app-loop", "watermark");
     // A group that never fills on its own: only an explicit flush makes anything durable.
     let group = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: 1 << 20 };
     let (mut input, consumer, output, mut reader) = rings(64, 64);
@@ -95,7 +79,7 @@ fn events_wait_for_the_durable_watermark() {
 
 #[test]
 fn release_on_write_does_not_wait_for_the_group_commit_but_the_watermark_still_does() {
-    let dir = TempDir::new("release-written");
+    let dir = TempDir::new("app-loop", "release-written");
     let group = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: 1 << 20 };
     let (mut input, consumer, output, mut reader) = rings(64, 64);
     let config = LoopConfig { release: Release::Written, ..LoopConfig::default() };
@@ -114,7 +98,7 @@ fn release_on_write_does_not_wait_for_the_group_commit_but_the_watermark_still_d
 
 #[test]
 fn a_full_output_ring_holds_input_back_and_loses_nothing() {
-    let dir = TempDir::new("backpressure");
+    let dir = TempDir::new("app-loop", "backpressure");
     let (mut input, consumer, output, mut reader) = rings(1024, 4);
     let config = LoopConfig { batch_max: 8, pending_events_max: 16, ..LoopConfig::default() };
     let mut app =
@@ -150,7 +134,7 @@ fn a_full_output_ring_holds_input_back_and_loses_nothing() {
 
 #[test]
 fn several_inputs_are_sequenced_and_each_command_is_echoed_with_its_origin() {
-    let dir = TempDir::new("echo");
+    let dir = TempDir::new("app-loop", "echo");
     let (mut first, consumer, output, mut reader) = rings(64, 256);
     let (mut second, second_consumer) = Ring::create_in_memory(64, RECORD_BYTES).unwrap().split();
     let config = LoopConfig { echo_commands: true, ..LoopConfig::default() };
@@ -217,7 +201,7 @@ fn several_inputs_are_sequenced_and_each_command_is_echoed_with_its_origin() {
 
 #[test]
 fn every_output_gets_every_record_in_order_and_a_slow_one_holds_back_only_the_buffer() {
-    let dir = TempDir::new("outputs");
+    let dir = TempDir::new("app-loop", "outputs");
     let (mut input, consumer, output, mut fast) = rings(1024, 1024);
     let (second, mut slow) = Ring::create_in_memory(8, RECORD_BYTES).unwrap().split();
     let config = LoopConfig { batch_max: 8, pending_events_max: 64, ..LoopConfig::default() };
@@ -255,7 +239,7 @@ fn every_output_gets_every_record_in_order_and_a_slow_one_holds_back_only_the_bu
 
 #[test]
 fn a_command_reaches_an_output_whole_or_not_at_all() {
-    let dir = TempDir::new("whole");
+    let dir = TempDir::new("app-loop", "whole");
     // Four slots: after the reader takes one record, one slot is free, too few for the next
     // command's echo and event; it must wait whole rather than be split across polls.
     let (mut input, consumer, output, mut reader) = rings(64, 4);
@@ -282,7 +266,7 @@ fn a_command_reaches_an_output_whole_or_not_at_all() {
 
 #[test]
 fn malformed_records_are_counted_and_skipped() {
-    let dir = TempDir::new("malformed");
+    let dir = TempDir::new("app-loop", "malformed");
     let (mut input, consumer, output, mut reader) = rings(16, 16);
     let mut app = AppLoop::new(
         sequencer(&dir, Durability::PageCache),
@@ -300,7 +284,7 @@ fn malformed_records_are_counted_and_skipped() {
 
 #[test]
 fn shutdown_flushes_and_stops() {
-    let dir = TempDir::new("shutdown");
+    let dir = TempDir::new("app-loop", "shutdown");
     let group = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: 1 << 20 };
     let (mut input, consumer, output, mut reader) = rings(16, 16);
     let mut app =
@@ -324,7 +308,7 @@ fn shutdown_flushes_and_stops() {
 
 #[test]
 fn group_commit_time_bound_holds_when_input_stops() {
-    let dir = TempDir::new("interval");
+    let dir = TempDir::new("app-loop", "interval");
     let group = Durability::GroupCommit { interval: Duration::from_millis(1), records: 1 << 20 };
     let (mut input, consumer, output, mut reader) = rings(16, 16);
     let mut app =

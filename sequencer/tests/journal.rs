@@ -4,8 +4,9 @@
 // Test data is built from small counters; truncating them is the intent.
 #![allow(clippy::cast_possible_truncation)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
+use testkit::{segment_files, TempDir};
 
 use sequencer::journal::{
     read_all, scan_from, Durability, Journal, JournalConfig, JournalError, SeqOrder,
@@ -14,22 +15,6 @@ use sequencer::journal::{
 const PAYLOAD: usize = 128;
 const FRAME: usize = 16 + PAYLOAD;
 const FIRST_FRAME: usize = 64;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("journal-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn config(directory: &Path, segment_bytes: u64, durability: Durability) -> JournalConfig {
     JournalConfig {
@@ -70,19 +55,9 @@ fn read(directory: &Path) -> Vec<u64> {
     seqs
 }
 
-fn segment_files(directory: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "journal"))
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn round_trip_and_reopen_continue_the_sequence() {
-    let dir = TempDir::new("round-trip");
+    let dir = TempDir::new("journal", "round-trip");
     write(&dir.0, 1 << 20, 1..=1_000);
     let (mut journal, report) =
         Journal::open(config(&dir.0, 1 << 20, Durability::PageCache)).unwrap();
@@ -100,7 +75,7 @@ fn round_trip_and_reopen_continue_the_sequence() {
 
 #[test]
 fn segments_roll_over_and_read_back_in_order() {
-    let dir = TempDir::new("rollover");
+    let dir = TempDir::new("journal", "rollover");
     // Room for 20 frames per segment: 1,000 records make 50 segments.
     let segment_bytes = (FIRST_FRAME + 20 * FRAME + 4) as u64;
     write(&dir.0, segment_bytes, 1..=1_000);
@@ -113,7 +88,7 @@ fn segments_roll_over_and_read_back_in_order() {
 
 #[test]
 fn a_segment_can_be_started_early_and_superseded_segments_removed() {
-    let dir = TempDir::new("remove");
+    let dir = TempDir::new("journal", "remove");
     let segment_bytes = (FIRST_FRAME + 20 * FRAME + 4) as u64;
     let (mut journal, _) =
         Journal::open(config(&dir.0, segment_bytes, Durability::PageCache)).unwrap();
@@ -145,7 +120,7 @@ fn a_segment_can_be_started_early_and_superseded_segments_removed() {
 
 #[test]
 fn a_scan_starts_at_its_seq_in_the_right_segment_and_stops_when_told() {
-    let dir = TempDir::new("scan");
+    let dir = TempDir::new("journal", "scan");
     let segment_bytes = (FIRST_FRAME + 20 * FRAME + 4) as u64;
     write(&dir.0, segment_bytes, 1..=100);
     let mut seen = Vec::new();
@@ -171,7 +146,7 @@ fn a_scan_starts_at_its_seq_in_the_right_segment_and_stops_when_told() {
 
 #[test]
 fn a_last_segment_whose_header_never_reached_the_disk_is_dropped() {
-    let dir = TempDir::new("blank-header");
+    let dir = TempDir::new("journal", "blank-header");
     let segment_bytes = (FIRST_FRAME + 20 * FRAME + 4) as u64;
     write(&dir.0, segment_bytes, 1..=20);
     // A crash after a prepared segment was renamed into place but before its header was synced
@@ -201,7 +176,7 @@ fn a_last_segment_whose_header_never_reached_the_disk_is_dropped() {
 #[test]
 fn a_torn_last_record_is_truncated_at_every_byte_offset() {
     for written in 0..=FRAME {
-        let dir = TempDir::new(&format!("torn-{written}"));
+        let dir = TempDir::new("journal", &format!("torn-{written}"));
         write(&dir.0, 1 << 16, 1..=4);
         // Keep only the first `written` bytes of the fourth frame, as a crash mid-append would.
         let path = &segment_files(&dir.0)[0];
@@ -229,7 +204,7 @@ fn a_torn_last_record_is_truncated_at_every_byte_offset() {
 
 #[test]
 fn a_flipped_bit_before_the_tail_refuses_to_start_and_names_the_place() {
-    let dir = TempDir::new("flipped");
+    let dir = TempDir::new("journal", "flipped");
     write(&dir.0, 1 << 16, 1..=10);
     let path = segment_files(&dir.0)[0].clone();
     let mut bytes = std::fs::read(&path).unwrap();
@@ -262,7 +237,7 @@ fn a_flipped_bit_before_the_tail_refuses_to_start_and_names_the_place() {
 
 #[test]
 fn a_damaged_length_cannot_pass_for_a_torn_tail() {
-    let dir = TempDir::new("length");
+    let dir = TempDir::new("journal", "length");
     write(&dir.0, 1 << 16, 1..=10);
     let path = segment_files(&dir.0)[0].clone();
     let mut bytes = std::fs::read(&path).unwrap();
@@ -279,7 +254,7 @@ fn a_damaged_length_cannot_pass_for_a_torn_tail() {
 
 #[test]
 fn a_damaged_segment_header_is_refused() {
-    let dir = TempDir::new("header");
+    let dir = TempDir::new("journal", "header");
     write(&dir.0, 1 << 16, 1..=3);
     let path = segment_files(&dir.0)[0].clone();
     let mut bytes = std::fs::read(&path).unwrap();
@@ -294,7 +269,7 @@ fn a_damaged_segment_header_is_refused() {
 #[test]
 fn durability_policies_move_the_watermark() {
     for durability in [Durability::PageCache, Durability::SyncEachCommit] {
-        let dir = TempDir::new("policy");
+        let dir = TempDir::new("journal", "policy");
         let (mut journal, _) = Journal::open(config(&dir.0, 1 << 16, durability)).unwrap();
         let watermark = journal.watermark();
         journal.append(1, &payload(1)).unwrap();
@@ -302,7 +277,7 @@ fn durability_policies_move_the_watermark() {
         assert_eq!(journal.commit().unwrap(), 1);
         assert_eq!(watermark.load(std::sync::atomic::Ordering::Acquire), 1);
     }
-    let dir = TempDir::new("group");
+    let dir = TempDir::new("journal", "group");
     let group = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: 3 };
     let (mut journal, _) = Journal::open(config(&dir.0, 1 << 16, group)).unwrap();
     for seq in 1..=2 {
@@ -317,7 +292,7 @@ fn durability_policies_move_the_watermark() {
     journal.flush().unwrap();
     assert_eq!(journal.durable_seq(), 4, "an explicit flush makes everything durable");
     let quick = Durability::GroupCommit { interval: Duration::ZERO, records: 1_000 };
-    let dir = TempDir::new("group-time");
+    let dir = TempDir::new("journal", "group-time");
     let (mut journal, _) = Journal::open(config(&dir.0, 1 << 16, quick)).unwrap();
     journal.append(1, &payload(1)).unwrap();
     journal.commit().unwrap();
@@ -351,7 +326,7 @@ fn durability_parses_from_text() {
 
 #[test]
 fn payloads_must_be_aligned_and_bounded() {
-    let dir = TempDir::new("payload");
+    let dir = TempDir::new("journal", "payload");
     let (mut journal, _) = Journal::open(config(&dir.0, 1 << 16, Durability::PageCache)).unwrap();
     assert!(matches!(journal.append(1, &[0; 12]), Err(JournalError::PayloadSize(12))));
     assert!(matches!(journal.append(1, &[]), Err(JournalError::PayloadSize(0))));
@@ -360,7 +335,7 @@ fn payloads_must_be_aligned_and_bounded() {
 
 #[test]
 fn the_event_journal_allows_repeated_sequence_numbers() {
-    let dir = TempDir::new("events");
+    let dir = TempDir::new("journal", "events");
     let events = JournalConfig {
         name: "events".to_owned(),
         order: SeqOrder::NonDecreasing,

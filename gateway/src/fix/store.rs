@@ -637,7 +637,7 @@ impl SessionStore for LogSessionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{damage_segment, segment_count, TempDir};
+    use testkit::{damage_segment, segment_count, TempDir};
 
     fn messages(session: &LogSessionStore, begin: u64, end: u64) -> Vec<(u64, Vec<u8>)> {
         let mut seen = Vec::new();

@@ -420,7 +420,7 @@ impl Drop for OrderStore {
 mod tests {
     use super::super::{RequestKind, SessionId};
     use super::*;
-    use crate::testing::{damage_segment, segment_count, TempDir};
+    use testkit::{damage_segment, segment_count, TempDir};
 
     fn request(number: u64) -> Request {
         Request {

@@ -5,10 +5,7 @@
 
 use engine::{AssetId, InstrumentId, InstrumentSpec, Price, Quantity};
 
-// The temporary directory is the unit tests' own fixture, compiled into each test binary too.
-#[path = "../../src/testing.rs"]
-mod testing;
-pub use testing::TempDir;
+pub use testkit::TempDir;
 
 /// BTC-USD: BTC is asset 0 (scale 8), USD asset 1 (scale 2); a lot of 0.01 BTC, a tick of
 /// 0.01 USD, at most 10 BTC per order, a reference price of 600 USD with a 50% band.

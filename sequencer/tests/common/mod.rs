@@ -4,30 +4,12 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 #![allow(clippy::cast_possible_truncation)] // Test data is built from small counters.
 
-use std::path::PathBuf;
+pub use testkit::TempDir;
 
 use engine::{
     AccountId, Amount, AssetId, CommandBody, EngineConfig, InstrumentId, InstrumentSpec, NewOrder,
     OrderId, OrderType, Price, Quantity, SelfTradePrevention, Side, TimeInForce, TransactionId,
 };
-
-/// A directory under the system temp dir, removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// `prefix` names the test binary, `name` the test, so parallel tests never share one.
-    pub fn new(prefix: &str, name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("{prefix}-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 pub fn engine_config() -> EngineConfig {
     EngineConfig {

@@ -1,0 +1,61 @@
+//! Fixtures the workspace's tests share, so that each crate's tests do not carry a copy:
+//! a temporary directory that removes itself, and helpers over journal segment files
+//! (`<name>-<first seq>.journal`, see `sequencer::journal`).
+
+use std::path::{Path, PathBuf};
+
+/// A fresh directory under the system's temporary directory, removed on drop. It is not
+/// created: the code under test creates what it needs.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `prefix` names the test binary or module, `name` the test, so that parallel tests (and
+    /// parallel test binaries) never share one.
+    pub fn new(prefix: &str, name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("{prefix}-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The segment files of every journal in `dir`, oldest first within each journal.
+pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("the directory exists")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "journal"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// How many segment files journal `name` has in `dir`.
+pub fn segment_count(dir: &Path, name: &str) -> usize {
+    let prefix = format!("{name}-");
+    segment_files(dir)
+        .iter()
+        .filter(|path| {
+            path.file_name().is_some_and(|file| file.to_string_lossy().starts_with(&prefix))
+        })
+        .count()
+}
+
+/// Flips a byte `offset` bytes into segment `index` (oldest first) of the journals in `dir`:
+/// the damage a crash of the machine can leave before a journal's tail.
+pub fn damage_segment(dir: &Path, index: usize, offset: usize) {
+    let files = segment_files(dir);
+    let mut bytes = std::fs::read(&files[index]).expect("the segment reads");
+    bytes[offset] ^= 0xFF;
+    std::fs::write(&files[index], bytes).expect("the segment writes");
+}
