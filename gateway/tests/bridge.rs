@@ -2,10 +2,8 @@
 //! whose report never left before the node died is reported after the restart, and one that did
 //! leave is not reported twice.
 
-mod common;
-
-use common::TempDir;
 use std::path::Path;
+use testkit::TempDir;
 
 use engine::{
     AccountId, Amount, AssetId, CommandBody, EngineConfig, InstrumentSpec, TransactionId,
@@ -22,7 +20,7 @@ use sequencer::ring::Ring;
 use sequencer::sequencer::{Sequencer, SequencerConfig};
 
 fn spec() -> InstrumentSpec {
-    common::btc_usd_spec()
+    testkit::btc_usd_spec()
 }
 
 fn sequencer(data_dir: &Path) -> Sequencer {

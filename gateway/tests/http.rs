@@ -3,9 +3,6 @@
 //! input ring plays the FIX gateway. Every wait is on an answer; time bounds are only failure
 //! limits.
 
-mod common;
-
-use common::TempDir;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -13,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use testkit::TempDir;
 
 use engine::{
     AccountId, Amount, AssetId, Command, CommandBody, EngineConfig, InstrumentId, InstrumentSpec,
@@ -58,7 +56,7 @@ fn genesis() -> Vec<CommandBody> {
     let mut commands = vec![
         CommandBody::AddAsset { asset: AssetId(0), scale: 8 },
         CommandBody::AddAsset { asset: AssetId(1), scale: 2 },
-        CommandBody::AddInstrument(common::btc_usd_spec()),
+        CommandBody::AddInstrument(testkit::btc_usd_spec()),
     ];
     for account in 1..=4u32 {
         commands.push(CommandBody::CreateAccount { account: AccountId(account) });

@@ -2,9 +2,6 @@
 //! across price levels, fills between sessions, amends, cancels, mass cancels, rejects, and a
 //! restart from the store plus a replay of the stream.
 
-mod common;
-
-use common::TempDir;
 use engine::{
     AccountId, Amount, AssetId, Command, CommandBody, Engine, EngineConfig, Event, InstrumentId,
     InstrumentSpec, Price, Quantity, Side, TransactionId,
@@ -17,6 +14,7 @@ use gateway::orders::{
 };
 use gateway::{FieldError, Message};
 use sequencer::record::EventRecord;
+use testkit::TempDir;
 
 const T0: u64 = 1_700_000_000_000_000_000;
 /// Operator commands pass by with this source.

@@ -145,23 +145,12 @@ impl Instruments {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::AssetId;
 
     fn btc_usd() -> Instrument {
         let spec = InstrumentSpec {
-            instrument: InstrumentId(0),
-            base_asset: AssetId(0),
-            quote_asset: AssetId(1),
-            tick_size: Price(1),
-            lot_size: Quantity(1),
-            quantity_min: Quantity(1),
             quantity_max: Quantity(100_000),
-            base_per_lot: 1_000_000,
-            quote_per_tick_lot: 1,
-            reference_price: Price(60_000),
             band_bps: 1000,
-            maker_fee_bps: 10,
-            taker_fee_bps: 20,
+            ..testkit::btc_usd_spec()
         };
         Instrument::from_spec("BTC-USD", &spec, 8, 2).unwrap()
     }

@@ -29,19 +29,9 @@ pub fn genesis() -> Vec<CommandBody> {
         CommandBody::AddAsset { asset: AssetId(0), scale: 8 },
         CommandBody::AddAsset { asset: AssetId(1), scale: 2 },
         CommandBody::AddInstrument(InstrumentSpec {
-            instrument: InstrumentId(0),
-            base_asset: AssetId(0),
-            quote_asset: AssetId(1),
-            tick_size: Price(1),
-            lot_size: Quantity(1),
-            quantity_min: Quantity(1),
-            quantity_max: Quantity(1_000),
             base_per_lot: 1_000,
-            quote_per_tick_lot: 1,
             reference_price: Price(1_000),
-            band_bps: 5_000,
-            maker_fee_bps: 10,
-            taker_fee_bps: 20,
+            ..testkit::btc_usd_spec()
         }),
     ];
     for account in 1..=4u32 {
