@@ -58,7 +58,7 @@ pub struct FixPathArgs {
 
 /// The stages of one message, in order, as the report names them.
 const STAGES: [&str; 7] = [
-    "frame + decode (fefix)",
+    "frame + decode",
     "session inbound (checks, sequence store)",
     "order entry (parse, validate, request stored)",
     "submit (order store write, ring push)",

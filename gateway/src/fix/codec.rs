@@ -3,9 +3,10 @@
 //! Inbound bytes arrive from a TCP stream in arbitrary pieces. [`FrameBuffer`] collects them
 //! and cuts out whole messages, checking BodyLength (9) and CheckSum (10) itself, because the
 //! standard says a message failing either check is ignored and the stream resynchronises at the
-//! next `8=`. A whole frame then goes to [`FixDecoder`], which validates its tag-value structure
-//! and hands it to the `fefix` tag-value decoder, using the `fefix` FIX 4.4 dictionary to
-//! recognise MsgTypes, tags and data fields.
+//! next `8=`. A whole frame then goes to [`FixDecoder`]: `fefix`'s raw decoder checks the frame
+//! and finds its payload, and one walk over the payload checks each field's structure and reads
+//! it, using tables built from the `fefix` FIX 4.4 dictionary to recognise MsgTypes, tags and
+//! data fields.
 //!
 //! Outbound messages are written by [`encode`], not by `fefix`: its encoder zero-pads
 //! BodyLength, which some counterparties reject, and ours writes the standard header in the
@@ -21,7 +22,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use engine::decimal::{u64_text, U64_DIGITS_MAX};
-use fefix::tagvalue::{Config, Decoder};
+use fefix::tagvalue::{Config, RawDecoder};
 use fefix::{Dictionary, GetConfig};
 
 use crate::message::Message;
@@ -236,7 +237,7 @@ pub enum DecodeError {
     Malformed(usize),
     #[error("MsgType (35) missing or not the first body field")]
     MsgType,
-    #[error("the fefix decoder refused the frame")]
+    #[error("the fefix raw decoder refused the frame")]
     Refused,
 }
 
@@ -291,6 +292,11 @@ impl DecoderTables {
         Arc::new(DecoderTables { dictionary, known_tags, length_tags, group_tags })
     }
 
+    /// The `fefix` FIX 4.4 dictionary the tables were built from.
+    pub fn dictionary(&self) -> &Dictionary {
+        &self.dictionary
+    }
+
     /// Whether the dictionary knows the MsgType.
     pub fn knows_msg_type(&self, msg_type: &str) -> bool {
         self.dictionary.message_by_msgtype(msg_type).is_some()
@@ -301,39 +307,52 @@ impl DecoderTables {
     }
 }
 
-/// Decodes whole frames (from [`FrameBuffer`]) with `fefix`. One per connection: the `fefix`
-/// decoder keeps repeating-group state between messages, and a malformed group from one
-/// counterparty must not affect how another's messages are read.
+/// Decodes whole frames (from [`FrameBuffer`]): `fefix`'s raw decoder checks the frame and
+/// finds its payload, and one walk over the payload checks every field against the
+/// dictionary's tables and builds the [`Inbound`].
+///
+/// The walk is ours rather than `fefix`'s full decoder because that decoder stores every field
+/// in hash maps keyed by tag (a SipHash per field, about half of the cost of decoding an order)
+/// and unwraps on malformed tags, counts and data lengths, so it needed a validating walk of
+/// its own before it anyway. The walk reads fields in wire order, repeating groups flattened,
+/// exactly as `fefix`'s decoder lists them; a test holds the two to that.
 #[derive(Debug)]
 pub struct FixDecoder {
     tables: Arc<DecoderTables>,
-    inner: Decoder<Config>,
+    raw: RawDecoder<Config>,
 }
 
 impl FixDecoder {
     pub fn new(tables: Arc<DecoderTables>) -> FixDecoder {
-        let mut inner = Decoder::<Config>::new(tables.dictionary.clone());
+        let mut raw = RawDecoder::<Config>::new();
         // FrameBuffer has checked CheckSum already.
-        inner.config_mut().set_verify_checksum(false);
-        inner.config_mut().set_max_message_size(None);
-        FixDecoder { tables, inner }
+        raw.config_mut().set_verify_checksum(false);
+        raw.config_mut().set_max_message_size(None);
+        FixDecoder { tables, raw }
     }
 
     pub fn tables(&self) -> &DecoderTables {
         &self.tables
     }
 
+    /// The fields of one whole frame's payload in wire order, from BeginString's and
+    /// BodyLength's end to CheckSum's start, each checked as it is read.
+    pub fn fields<'f>(&self, frame: &'f [u8]) -> Result<FieldWalk<'_, 'f>, DecodeError> {
+        let payload = self.raw.decode(frame).map_err(|_| DecodeError::Refused)?.payload;
+        Ok(FieldWalk {
+            tables: &self.tables,
+            frame,
+            position: payload.start,
+            end: payload.end,
+            data_length: None,
+        })
+    }
+
     /// Decodes one whole frame.
     pub fn decode(&mut self, frame: &[u8]) -> Result<Inbound, DecodeError> {
-        // fefix 0.7 unwraps while reading tags, counts and data lengths; checking the structure
-        // first keeps those paths unreachable, so no input can panic the acceptor thread.
-        validate_structure(&self.tables, frame)?;
-        let decoded = self.inner.decode(frame).map_err(|_| DecodeError::Refused)?;
-        let mut fields = decoded.fields();
-        // The first field is BeginString (8); fefix leaves 9 and 10 out.
-        fields.next();
-        let (first_tag, first_value) = fields.next().ok_or(DecodeError::MsgType)?;
-        if first_tag.get() != 35 || first_value.is_empty() {
+        let mut fields = self.fields(frame)?;
+        let (first_tag, first_value) = fields.next().ok_or(DecodeError::MsgType)??;
+        if first_tag != 35 || first_value.is_empty() {
             return Err(DecodeError::MsgType);
         }
         let msg_type = String::from_utf8_lossy(first_value);
@@ -349,8 +368,9 @@ impl FixDecoder {
             message: Message::new(&msg_type),
         };
         let mut seq_seen = false;
-        for (tag, value) in fields {
-            let tag = u32::from(tag.get());
+        for field in fields {
+            let (tag, value) = field?;
+            let tag = u32::from(tag);
             let text = || String::from_utf8_lossy(value).into_owned();
             match tag {
                 34 if !seq_seen => {
@@ -378,16 +398,23 @@ impl FixDecoder {
     }
 }
 
-/// Checks that the body of a frame is a sequence of `tag=value` SOH fields with tags in
-/// 1..=65535, data fields within bounds and group counts that are numbers.
-fn validate_structure(tables: &DecoderTables, frame: &[u8]) -> Result<(), DecodeError> {
-    let body_start = BEGIN.len()
-        + frame[BEGIN.len()..].iter().position(|&b| b == SOH).ok_or(DecodeError::Malformed(0))?
-        + 1;
-    let end = frame.len().checked_sub(TRAILER_LEN).ok_or(DecodeError::Malformed(0))?;
-    let mut position = body_start;
-    let mut data_length: Option<usize> = None;
-    while position < end {
+/// The fields of a frame's payload in wire order, each checked as it is read: `tag=value`
+/// SOH with a tag in 1..=65535, a data field's value exactly as long as the Length field
+/// before it says (it may contain SOH), and a group count that is a number. A malformed
+/// field ends the walk with an error naming its byte offset.
+#[derive(Debug)]
+pub struct FieldWalk<'t, 'f> {
+    tables: &'t DecoderTables,
+    frame: &'f [u8],
+    position: usize,
+    end: usize,
+    /// The previous field was of type Length: this many bytes of value follow.
+    data_length: Option<usize>,
+}
+
+impl<'f> FieldWalk<'_, 'f> {
+    fn field(&mut self) -> Result<(u16, &'f [u8]), DecodeError> {
+        let (frame, position, end) = (self.frame, self.position, self.end);
         let equals = frame[position..end]
             .iter()
             .position(|&b| b == b'=')
@@ -397,7 +424,7 @@ fn validate_structure(tables: &DecoderTables, frame: &[u8]) -> Result<(), Decode
             .and_then(|tag| u16::try_from(tag).ok())
             .ok_or(DecodeError::Malformed(position))?;
         let value_start = position + equals + 1;
-        let value_end = match data_length.take() {
+        let value_end = match self.data_length.take() {
             Some(length) => value_start
                 .checked_add(length)
                 .filter(|&value_end| value_end < end && frame[value_end] == SOH)
@@ -411,24 +438,36 @@ fn validate_structure(tables: &DecoderTables, frame: &[u8]) -> Result<(), Decode
             }
         };
         let value = &frame[value_start..value_end];
-        let is_length = tables.length_tags.contains(tag);
-        let is_group = tables.group_tags.contains(tag);
-        if is_length || is_group {
-            // The same parse fefix performs, so that it cannot fail there.
+        let is_length = self.tables.length_tags.contains(tag);
+        if is_length || self.tables.group_tags.contains(tag) {
             let count = std::str::from_utf8(value)
                 .ok()
                 .and_then(|text| text.parse::<usize>().ok())
                 .ok_or(DecodeError::Malformed(value_start))?;
             if is_length {
-                data_length = Some(count);
+                self.data_length = Some(count);
             }
         }
-        position = value_end + 1;
+        self.position = value_end + 1;
+        Ok((tag, value))
     }
-    if data_length.is_some() {
-        return Err(DecodeError::Malformed(end));
+}
+
+impl<'f> Iterator for FieldWalk<'_, 'f> {
+    type Item = Result<(u16, &'f [u8]), DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.position >= self.end {
+            // A Length field must be followed by its data field.
+            return self.data_length.take().map(|_| Err(DecodeError::Malformed(self.end)));
+        }
+        let field = self.field();
+        if field.is_err() {
+            // One error ends the walk.
+            self.position = self.end;
+        }
+        Some(field)
     }
-    Ok(())
 }
 
 /// The standard header of an outbound message, beyond MsgType.

@@ -6,10 +6,15 @@
 //! would only ever test the framer. [`drive`] instead reads its input as a small program: each
 //! step either appends raw bytes to the stream, or builds a well-framed message from tables of
 //! message types, tags and awkward values (optionally corrupting one byte), or lets time pass,
-//! or has the application send. The oracles: nothing panics, and every byte the session writes
-//! frames and decodes cleanly.
+//! or has the application send. The oracles: nothing panics, every byte the session writes
+//! frames and decodes cleanly, and every frame the decoder's field walk accepts is read the
+//! same way by `fefix`'s own full decoder.
 
+use std::cell::RefCell;
 use std::sync::Arc;
+
+use fefix::tagvalue::{Config, Decoder};
+use fefix::GetConfig;
 
 use super::codec::{encode, format_utc_timestamp, DecoderTables, FixDecoder, FrameBuffer, Header};
 use super::session::{Session, SessionConfig, SessionEvent, ThrottleConfig};
@@ -42,6 +47,41 @@ const VALUES: [&str; 14] = [
 thread_local! {
     // Building the dictionary tables parses XML; once per thread keeps fuzzing fast.
     static TABLES: Arc<DecoderTables> = DecoderTables::fix44();
+    // The reference for the decoder's field walk.
+    static FEFIX: RefCell<Decoder<Config>> = RefCell::new(fefix_decoder());
+}
+
+fn fefix_decoder() -> Decoder<Config> {
+    let mut decoder = Decoder::<Config>::new(TABLES.with(|tables| tables.dictionary().clone()));
+    decoder.config_mut().set_verify_checksum(false);
+    decoder.config_mut().set_max_message_size(None);
+    decoder
+}
+
+/// Panics unless `fefix`'s full decoder reads `frame`, which the walk of `decoder` accepted,
+/// as the same fields in the same order. `fefix` keys its fields by tag and group position
+/// and so reports the last value of a tag repeated outside a group for every occurrence;
+/// such a tag's values are not compared, only its places.
+fn assert_fefix_reads_the_same(decoder: &FixDecoder, frame: &[u8]) {
+    let walked: Vec<(u16, &[u8])> = decoder
+        .fields(frame)
+        .and_then(|fields| fields.collect())
+        .expect("the walk accepted this frame before");
+    FEFIX.with(|fefix| {
+        let mut fefix = fefix.borrow_mut();
+        let message = fefix.decode(frame).expect("fefix decodes what the walk accepts");
+        // fefix lists BeginString first and leaves BodyLength and CheckSum out.
+        let read: Vec<(u16, &[u8])> =
+            message.fields().skip(1).map(|(tag, value)| (tag.get(), value)).collect();
+        assert_eq!(walked.len(), read.len(), "field counts differ in {frame:?}");
+        for (&(tag, value), &(fefix_tag, fefix_value)) in walked.iter().zip(&read) {
+            assert_eq!(tag, fefix_tag, "tags differ in {frame:?}");
+            let repeated = walked.iter().filter(|(other, _)| *other == tag).count() > 1;
+            if !repeated {
+                assert_eq!(value, fefix_value, "values of tag {tag} differ in {frame:?}");
+            }
+        }
+    });
 }
 
 struct Input<'a> {
@@ -103,7 +143,8 @@ pub fn drive(data: &[u8]) -> DriveSummary {
         }
         while let Some(frame) = frames.next_frame() {
             let Ok(range) = frame else { continue };
-            if let Ok(inbound) = decoder.decode(frames.frame(range)) {
+            if let Ok(inbound) = decoder.decode(frames.frame(range.clone())) {
+                assert_fefix_reads_the_same(&decoder, frames.frame(range));
                 summary.messages_decoded += 1;
                 session.handle_inbound(now_ns, inbound).expect("a memory store cannot fail");
             }
