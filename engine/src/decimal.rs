@@ -101,7 +101,7 @@ impl DecimalDisplay {
             },
             None => (0, self.units),
         };
-        let mut digits = [0u8; U128_DIGITS_MAX];
+        let mut digits = itoa::Buffer::new();
         sink(integer_text(whole, &mut digits));
         if fraction == 0 {
             return;
@@ -131,10 +131,15 @@ impl fmt::Display for DecimalDisplay {
     }
 }
 
-/// Digits of `u128::MAX`.
-const U128_DIGITS_MAX: usize = 39;
-
 const ZEROS: &str = "0000000000000000000000000000000000000000";
+
+/// The decimal digits of `value`, through 64-bit arithmetic whenever the value fits.
+fn integer_text(value: u128, digits: &mut itoa::Buffer) -> &str {
+    match u64::try_from(value) {
+        Ok(small) => digits.format(small),
+        Err(_) => digits.format(value),
+    }
+}
 
 /// A non-zero fraction of `width` digits without its trailing zeros, and the digits left.
 fn trim_zeros(fraction: u128, mut width: usize) -> (u128, usize) {
@@ -151,44 +156,6 @@ fn trim_zeros(fraction: u128, mut width: usize) -> (u128, usize) {
         width -= 1;
     }
     (u128::from(small), width)
-}
-
-/// The decimal digits of `value`, written at the end of `buffer`, with the 64-bit division
-/// whenever the value fits.
-fn integer_text(value: u128, buffer: &mut [u8; U128_DIGITS_MAX]) -> &str {
-    if let Ok(small) = u64::try_from(value) {
-        let tail: &mut [u8; U64_DIGITS_MAX] = (&mut buffer[U128_DIGITS_MAX - U64_DIGITS_MAX..])
-            .try_into()
-            .expect("the tail of the buffer");
-        return u64_text(small, tail);
-    }
-    let mut position = buffer.len();
-    let mut rest = value;
-    while rest > 0 {
-        position -= 1;
-        buffer[position] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    core::str::from_utf8(&buffer[position..]).expect("ASCII digits")
-}
-
-/// Digits of `u64::MAX`.
-pub const U64_DIGITS_MAX: usize = 20;
-
-/// The decimal digits of `value`, written at the end of `buffer`: for writing numbers into
-/// wire formats without a formatter.
-pub fn u64_text(value: u64, buffer: &mut [u8; U64_DIGITS_MAX]) -> &str {
-    let mut position = buffer.len();
-    let mut rest = value;
-    loop {
-        position -= 1;
-        buffer[position] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    core::str::from_utf8(&buffer[position..]).expect("ASCII digits")
 }
 
 #[cfg(test)]

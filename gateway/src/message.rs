@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use engine::decimal::{u64_text, DecimalDisplay, U64_DIGITS_MAX};
+use engine::decimal::DecimalDisplay;
 
 /// The field separator, SOH.
 const SOH: char = '\u{1}';
@@ -112,7 +112,7 @@ impl FieldValue for i32 {
 
 /// Appends the decimal digits of `value`.
 pub fn push_decimal(out: &mut String, value: u64) {
-    out.push_str(u64_text(value, &mut [0; U64_DIGITS_MAX]));
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
 /// Why a field could not be read; the session layer turns it into a Reject (3) with the

@@ -21,7 +21,6 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use engine::decimal::{u64_text, U64_DIGITS_MAX};
 use fefix::tagvalue::{Config, RawDecoder};
 use fefix::{Dictionary, GetConfig};
 
@@ -488,8 +487,8 @@ pub struct Header<'a> {
 /// the message's fields already encoded ([`Message::body`]). BodyLength is computed before
 /// anything is written, so the message goes into `out` in one pass, without a scratch copy.
 pub fn encode(out: &mut Vec<u8>, header: &Header<'_>, msg_type: &str, body: &[u8]) {
-    let mut seq_digits = [0u8; U64_DIGITS_MAX];
-    let seq = u64_text(header.seq, &mut seq_digits).as_bytes();
+    let mut seq_digits = itoa::Buffer::new();
+    let seq = seq_digits.format(header.seq).as_bytes();
     // `tag=` SOH around each header value: 35, 49, 56, 34, 52 take 4 bytes each beyond their
     // values, and a resend's `43=Y` SOH `122=` SOH takes 10.
     let mut body_length = 5 * 4
@@ -502,8 +501,8 @@ pub fn encode(out: &mut Vec<u8>, header: &Header<'_>, msg_type: &str, body: &[u8
     if let Some(orig) = header.orig_sending_time {
         body_length += 10 + orig.len();
     }
-    let mut length_digits = [0u8; U64_DIGITS_MAX];
-    let length = u64_text(body_length as u64, &mut length_digits).as_bytes();
+    let mut length_digits = itoa::Buffer::new();
+    let length = length_digits.format(body_length).as_bytes();
     out.reserve(BEGIN.len() + length.len() + 1 + body_length + TRAILER_LEN);
     let start = out.len();
     out.extend_from_slice(BEGIN);
