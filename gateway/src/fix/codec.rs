@@ -555,8 +555,30 @@ impl crate::message::FieldValue for UtcTimestamp {
     }
 }
 
+thread_local! {
+    /// The last millisecond formatted on this thread and its text: every message a session
+    /// sends carries SendingTime and most carry TransactTime, and at any real rate many share
+    /// a millisecond, so a calendar conversion per message would mostly repeat the last one.
+    static LAST_TIMESTAMP: std::cell::Cell<(u64, [u8; TIMESTAMP_LEN])> =
+        const { std::cell::Cell::new((u64::MAX, [0; TIMESTAMP_LEN])) };
+}
+
 /// `YYYYMMDD-HH:MM:SS.sss` for nanoseconds since the Unix epoch.
 fn timestamp_text(time_ns: u64) -> [u8; TIMESTAMP_LEN] {
+    let millis_since_epoch = time_ns / 1_000_000;
+    LAST_TIMESTAMP.with(|last| {
+        let (millis, text) = last.get();
+        if millis == millis_since_epoch {
+            return text;
+        }
+        let text = civil_timestamp_text(time_ns);
+        last.set((millis_since_epoch, text));
+        text
+    })
+}
+
+/// `YYYYMMDD-HH:MM:SS.sss` computed from the calendar.
+fn civil_timestamp_text(time_ns: u64) -> [u8; TIMESTAMP_LEN] {
     let seconds = time_ns / 1_000_000_000;
     let millis = (time_ns / 1_000_000) % 1000;
     let days = seconds / 86_400;
@@ -744,5 +766,16 @@ mod tests {
         assert_eq!(parse_utc_timestamp("2024010203:04:05"), None);
         format_utc_timestamp(951_782_400_000_000_000, &mut text);
         assert!(text.ends_with("20000229-00:00:00.000"));
+        // The thread's cache answers for its own millisecond only, in either direction.
+        for (time_ns, expected) in [
+            (1_704_164_645_678_999_999, "20240102-03:04:05.678"),
+            (1_704_164_645_679_000_000, "20240102-03:04:05.679"),
+            (1_704_164_645_678_000_001, "20240102-03:04:05.678"),
+            (1_704_164_645_678_500_000, "20240102-03:04:05.678"),
+        ] {
+            text.clear();
+            format_utc_timestamp(time_ns, &mut text);
+            assert_eq!(text, expected);
+        }
     }
 }
