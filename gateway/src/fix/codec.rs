@@ -314,7 +314,9 @@ impl DecoderTables {
 /// in hash maps keyed by tag (a SipHash per field, about half of the cost of decoding an order)
 /// and unwraps on malformed tags, counts and data lengths, so it needed a validating walk of
 /// its own before it anyway. The walk reads fields in wire order, repeating groups flattened,
-/// exactly as `fefix`'s decoder lists them; a test holds the two to that.
+/// as `fefix`'s decoder lists them, except that a tag repeated outside a group keeps each of
+/// its values (`fefix` reports the last one at every place); the fuzz oracle in
+/// [`crate::fix::fuzzing`] holds the two to that.
 #[derive(Debug)]
 pub struct FixDecoder {
     tables: Arc<DecoderTables>,
