@@ -639,6 +639,14 @@ mod tests {
     use super::*;
     use testkit::{damage_segment, segment_count, TempDir};
 
+    /// Segments small enough that a test's messages roll over many of them.
+    const SMALL_SEGMENT_BYTES: u64 = 4096;
+
+    /// An outbound message of about 120 bytes that names its sequence number.
+    fn body(seq: u64) -> Vec<u8> {
+        format!("message {seq:04} {}", "x".repeat(100)).into_bytes()
+    }
+
     fn messages(session: &LogSessionStore, begin: u64, end: u64) -> Vec<(u64, Vec<u8>)> {
         let mut seen = Vec::new();
         session
@@ -732,8 +740,7 @@ mod tests {
     #[test]
     fn a_log_damaged_before_its_tail_opens_with_what_came_before_the_damage() {
         let dir = TempDir::new("fix-log", "damaged");
-        let segment_bytes = 4096;
-        let body = |seq: u64| format!("message {seq:04} {}", "x".repeat(100)).into_bytes();
+        let segment_bytes = SMALL_SEGMENT_BYTES;
         {
             let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
             let mut session = store.session("EXCH", "C1").unwrap();
@@ -771,7 +778,7 @@ mod tests {
     #[test]
     fn reopening_starts_a_complete_segment_and_a_new_session_fits_where_it_can() {
         let dir = TempDir::new("fix-log", "reopen-segment");
-        let segment_bytes = 4096;
+        let segment_bytes = SMALL_SEGMENT_BYTES;
         {
             let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
             let mut first = store.session("EXCH", "FIRST").unwrap();
@@ -813,8 +820,7 @@ mod tests {
     #[test]
     fn new_segments_carry_every_session_and_segments_no_resend_needs_are_deleted() {
         let dir = TempDir::new("fix-log", "segments");
-        let segment_bytes = 4096;
-        let body = |seq: u64| format!("message {seq:04} {}", "x".repeat(100)).into_bytes();
+        let segment_bytes = SMALL_SEGMENT_BYTES;
         {
             let store = FixStore::open_with(&dir.0, segment_bytes).unwrap();
             let mut busy = store.session("EXCH", "BUSY").unwrap();
