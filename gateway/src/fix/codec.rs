@@ -743,18 +743,43 @@ mod tests {
         assert_eq!(results.len(), 5);
     }
 
+    /// A whole frame around `body` (| for SOH), with BodyLength and CheckSum right.
+    fn frame_of(body: &str) -> Vec<u8> {
+        let body = wire(body);
+        let mut frame = wire(&format!("8=FIX.4.4|9={}|", body.len()));
+        frame.extend_from_slice(&body);
+        let sum = checksum(&frame);
+        frame.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+        frame
+    }
+
     #[test]
     fn malformed_structures_are_refused_without_panicking() {
         let tables = DecoderTables::fix44();
         let mut decoder = FixDecoder::new(tables);
-        for body in ["35=0|95=5|96=ab|", "35=0|453=x|", "35=0|x=1|", "35=0|99999999=1|", "34=1|"] {
-            let body = wire(body);
-            let mut frame = wire(&format!("8=FIX.4.4|9={}|", body.len()));
-            frame.extend_from_slice(&body);
-            let sum = checksum(&frame);
-            frame.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
-            assert!(decoder.decode(&frame).is_err(), "{body:?}");
+        for body in [
+            "35=0|95=5|96=ab|",
+            "35=0|453=x|",
+            "35=0|x=1|",
+            "35=0|99999999=1|",
+            "34=1|",
+            // A Length field must be followed by its data field.
+            "35=0|95=2|",
+            // A data field as long as its Length, but not ending in SOH.
+            "35=0|95=1|96=ab|",
+        ] {
+            assert!(decoder.decode(&frame_of(body)).is_err(), "{body:?}");
         }
+    }
+
+    #[test]
+    fn a_data_field_holds_exactly_its_length_soh_included() {
+        let mut decoder = FixDecoder::new(DecoderTables::fix44());
+        let inbound = decoder.decode(&frame_of("35=0|34=3|95=3|96=a|b|112=t|")).unwrap();
+        assert_eq!(inbound.seq, Some(3));
+        assert_eq!(inbound.message.get(96), Some("a\u{1}b"));
+        assert_eq!(inbound.message.get(112), Some("t"));
+        assert_eq!(inbound.unknown_tag, None);
     }
 
     #[test]
