@@ -132,9 +132,10 @@ pub(crate) struct Flusher {
 impl Flusher {
     pub fn start(shared: Arc<Shared>, name: &str, interval: Duration) -> std::io::Result<Flusher> {
         let thread_shared = Arc::clone(&shared);
-        let thread = thread::Builder::new()
-            .name(format!("flush-{name}"))
-            .spawn(move || flush_loop(&thread_shared, interval))?;
+        let thread = thread::Builder::new().name(format!("flush-{name}")).spawn(move || {
+            crate::priority::set_current_thread_nice(crate::priority::HOUSEKEEPING_NICE);
+            flush_loop(&thread_shared, interval);
+        })?;
         Ok(Flusher { shared, thread: Some(thread) })
     }
 
@@ -252,6 +253,7 @@ impl Preparer {
         let wanted = Arc::new(AtomicBool::new(false));
         let thread_wanted = Arc::clone(&wanted);
         let thread = thread::Builder::new().name(format!("prepare-{name}")).spawn(move || {
+            crate::priority::set_current_thread_nice(crate::priority::BACKGROUND_NICE);
             while !thread_stop.load(Ordering::Acquire) {
                 let path = spare_path(&directory, &name, number);
                 drop(std::mem::take(

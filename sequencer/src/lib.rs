@@ -16,6 +16,7 @@
 pub mod app_loop;
 mod background;
 pub mod journal;
+pub mod priority;
 pub mod record;
 pub mod ring;
 pub mod sequencer;

@@ -52,6 +52,7 @@ impl SnapshotWriter {
         let thread_failure = Arc::clone(&failure);
         let thread =
             thread::Builder::new().name("snapshot-writer".to_owned()).spawn(move || {
+                crate::priority::set_current_thread_nice(crate::priority::BACKGROUND_NICE);
                 for job in job_receiver {
                     match store_snapshot(&store, &journals, keep, &job) {
                         Ok(()) => thread_stored.store(job.seq, Ordering::Release),

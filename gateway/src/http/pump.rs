@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use engine::{CommandBody, Event};
+use sequencer::priority;
 use sequencer::record::{decode_output, Output, Record};
 use sequencer::ring::{BackoffConfig, BackoffIdle, IdleStrategy, RingConsumer};
 use tokio::sync::oneshot;
@@ -96,6 +97,7 @@ pub(super) fn spawn(
     idle: BackoffConfig,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("http-pump".to_owned()).spawn(move || {
+        priority::set_current_thread_nice(priority::HOUSEKEEPING_NICE);
         let mut idle = BackoffIdle::new(idle);
         let mut current: Option<Current> = None;
         let mut answers = Vec::with_capacity(POLL_LIMIT);
