@@ -271,7 +271,7 @@ impl Node {
         // Requests must be as durable as the journal they will be matched against.
         let sync_requests = durability == Durability::SyncEachCommit;
         let order_store = OrderStore::open(&args.data_dir.join("fix-orders"), sync_requests)?;
-        let bridge = FixBridge::recover(
+        let mut bridge = FixBridge::recover(
             instruments(&config)?,
             &sessions,
             order_store,
@@ -279,6 +279,9 @@ impl Node {
             fix_input,
             fix_output,
         )?;
+        // The order entry's snapshots bound its replay after a restart as the engine's bound
+        // the loop's.
+        bridge.set_snapshot_every(config.node.snapshot_every);
         let fix_metrics = bridge.metrics();
         let mut acceptor_config = AcceptorConfig::new(fix_listen, sessions);
         acceptor_config.store_path = Some(args.data_dir.join("fix-sessions"));

@@ -19,8 +19,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use engine::{AccountId, Command, CommandBody};
+use sequencer::priority;
 use sequencer::record::{decode_output, encode_command_from, Output, Record};
 use sequencer::ring::{RingConsumer, RingProducer};
 use sequencer::sequencer::{read_output_from, SequencerError};
@@ -76,7 +78,8 @@ type PendingSubmission = (SessionKey, Option<(SessionKey, u64)>, Submission);
 #[derive(Debug)]
 pub struct FixBridge {
     entry: OrderEntry,
-    store: OrderStore,
+    /// Shared with the thread that writes snapshots.
+    store: Arc<OrderStore>,
     input: RingProducer,
     output: RingConsumer,
     /// Session names by [`SessionKey`], and back.
@@ -86,7 +89,11 @@ pub struct FixBridge {
     disconnect_requests: u64,
     /// Store an order-entry snapshot after this many commands.
     snapshot_every: u64,
+    /// The seq of the last snapshot captured, and of the last one known stored.
     snapshot_seq: u64,
+    snapshot_stored: u64,
+    /// The thread storing the last snapshot captured, until it has been joined.
+    snapshot_writer: Option<JoinHandle<Result<u64, OrderStoreError>>>,
     /// Reports of every command up to here are in the outbox or beyond.
     delivered: u64,
     /// What the order store holds as delivered.
@@ -168,15 +175,17 @@ impl FixBridge {
         metrics.seq.store(entry.seq(), Ordering::Relaxed);
         Ok(FixBridge {
             entry,
-            store,
+            store: Arc::new(store),
             input,
             output,
             names,
             keys,
             accounts,
             disconnect_requests: 0,
-            snapshot_every: 100_000,
+            snapshot_every: sequencer::sequencer::SNAPSHOT_EVERY_COMMANDS,
             snapshot_seq,
+            snapshot_stored: snapshot_seq,
+            snapshot_writer: None,
             delivered: delivered.unwrap_or(0),
             delivered_stored: delivered.unwrap_or(0),
             pending: Vec::new(),
@@ -313,16 +322,72 @@ impl FixBridge {
         sent
     }
 
+    /// Captures a snapshot when one is due and hands it to a thread of its own to sort, encode
+    /// and store. Encoding the whole order table (the retired window included) takes hundreds
+    /// of milliseconds; on the FIX thread that stalled every session. Here the FIX thread only
+    /// collects references to the orders. One snapshot is stored at a time: while the last
+    /// one is still being written, a due one waits.
     fn snapshot_if_due(&mut self) {
         let seq = self.entry.seq();
-        if seq < self.snapshot_seq + self.snapshot_every {
+        if seq < self.snapshot_seq.saturating_add(self.snapshot_every) {
             return;
         }
-        let snapshot = self.entry.snapshot();
-        match self.store.put_snapshot(&snapshot) {
-            Ok(()) => self.snapshot_seq = seq,
-            Err(error) => eprintln!("fix: storing the order-entry snapshot at {seq}: {error}"),
+        if self.snapshot_writer.as_ref().is_some_and(|writer| !writer.is_finished()) {
+            return;
         }
+        self.join_snapshot_writer();
+        let capture = self.entry.capture();
+        let store = Arc::clone(&self.store);
+        let writer = std::thread::Builder::new().name("entry-snapshot".into()).spawn(move || {
+            priority::set_current_thread_nice(priority::BACKGROUND_NICE);
+            let snapshot = capture.finish();
+            store.put_snapshot(&snapshot).map(|()| snapshot.seq)
+        });
+        match writer {
+            Ok(writer) => {
+                self.snapshot_seq = seq;
+                self.snapshot_writer = Some(writer);
+            }
+            Err(error) => eprintln!("fix: starting the order-entry snapshot at {seq}: {error}"),
+        }
+    }
+
+    /// Waits for the snapshot being stored, if any; a failed one makes the next due at once.
+    fn join_snapshot_writer(&mut self) {
+        let Some(writer) = self.snapshot_writer.take() else { return };
+        match writer.join() {
+            Ok(Ok(seq)) => self.snapshot_stored = seq,
+            Ok(Err(error)) => {
+                eprintln!(
+                    "fix: storing the order-entry snapshot at {}: {error}",
+                    self.snapshot_seq
+                );
+                self.snapshot_seq = self.snapshot_stored;
+            }
+            Err(_) => {
+                eprintln!("fix: the order-entry snapshot at {} panicked", self.snapshot_seq);
+                self.snapshot_seq = self.snapshot_stored;
+            }
+        }
+    }
+
+    /// Stores order-entry snapshots after this many commands (by default as often as the
+    /// application loop snapshots the engine); 0 stores none, as for the engine.
+    pub fn set_snapshot_every(&mut self, commands: u64) {
+        self.snapshot_every = if commands == 0 { u64::MAX } else { commands };
+    }
+
+    /// The seq of the newest snapshot this bridge has stored, waiting for one being written.
+    pub fn finish_snapshot(&mut self) -> u64 {
+        self.join_snapshot_writer();
+        self.snapshot_stored
+    }
+}
+
+impl Drop for FixBridge {
+    fn drop(&mut self) {
+        // A snapshot being written is finished, not abandoned halfway through a stop.
+        self.join_snapshot_writer();
     }
 }
 

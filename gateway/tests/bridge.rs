@@ -269,3 +269,44 @@ fn a_cancel_on_disconnect_that_finds_the_ring_full_waits_and_then_cancels() {
     assert_eq!(cancelled, ["c0:4", "c1:4"], "{answered:?}");
     assert!(!node.bridge.busy());
 }
+
+#[test]
+fn snapshots_are_stored_off_the_bridge_and_a_restart_resumes_from_the_newest() {
+    let dir = TempDir::new("gateway-bridge", "snapshot");
+    let mut node = start(&dir.0);
+    node.bridge.set_snapshot_every(3);
+    let mut outbox = Outbox::default();
+    // Each order is a command: snapshots fall due as they are answered, and each is written by
+    // a thread of its own while the bridge goes on.
+    let mut answered = Vec::new();
+    for index in 0..8 {
+        node.send(sell(&format!("s{index}")), &mut outbox);
+        answered.extend(node.settle(&mut outbox));
+    }
+    assert_eq!(answered.len(), 8, "{answered:?}");
+    let stored = node.bridge.finish_snapshot();
+    assert!(stored > 5, "a snapshot after the genesis commands, at {stored}");
+    drop(node);
+
+    let store = OrderStore::open(&dir.0.join("fix-orders"), false).unwrap();
+    let snapshot = store.latest_snapshot().unwrap().expect("a snapshot was stored");
+    assert_eq!(snapshot.seq, stored);
+    let known: Vec<&str> = snapshot.orders.iter().map(|order| order.cl_ord_id.as_str()).collect();
+    assert!(known.contains(&"s0"), "the orders before it are in it: {known:?}");
+    drop(store);
+
+    // After the restart every ClOrdID is still known (from the snapshot, and the journal after
+    // it), so reusing one is refused as a duplicate, and a new one is answered by the engine.
+    let mut node = start(&dir.0);
+    let mut outbox = Outbox::default();
+    for cl_ord_id in ["s0", "s7", "t0"] {
+        node.send(sell(cl_ord_id), &mut outbox);
+        node.bridge.poll(&mut outbox);
+        node.app.do_work().unwrap();
+        node.bridge.poll(&mut outbox);
+        let (_, report) = outbox.pop().unwrap();
+        assert_eq!((report.msg_type.as_str(), report.get(11)), ("8", Some(cl_ord_id)));
+        let duplicate = report.get(103) == Some("6");
+        assert_eq!(duplicate, cl_ord_id != "t0", "{cl_ord_id}: {report:?}");
+    }
+}

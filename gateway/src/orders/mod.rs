@@ -55,6 +55,7 @@
 
 pub mod instrument;
 mod reports;
+mod retired;
 pub mod store;
 
 use std::collections::{HashMap, VecDeque};
@@ -73,6 +74,7 @@ use serde::{Deserialize, Serialize};
 pub use instrument::{Instrument, InstrumentError, Instruments};
 pub use reports::utc_timestamp;
 use reports::{tag, CancelReject, ExecId, Execution, MassCancelId, MassCancelReport};
+use retired::{RetiredChunks, RetiredWindow};
 
 use crate::message::{FieldError, Message};
 
@@ -292,12 +294,42 @@ pub struct EntrySnapshot {
     pub next_order: u64,
     pub reply_counter: u64,
     /// Sorted by order id.
-    pub orders: Vec<Order>,
+    pub orders: Vec<Arc<Order>>,
     pub retired: Vec<Retired>,
     /// Submitted but not yet sequenced, sorted by number.
     pub pending: Vec<Request>,
     /// Mass cancels with parts still to come, by request number.
     pub mass: Vec<(u64, MassProgress)>,
+}
+
+/// A snapshot as [`OrderEntry::capture`] took it, sharing the order entry's tables.
+#[derive(Clone, Debug)]
+pub struct EntryCapture {
+    /// Everything but the retired window, in no particular order.
+    snapshot: EntrySnapshot,
+    retired: RetiredChunks,
+}
+
+impl EntryCapture {
+    /// The snapshot, its retired window read out and its tables sorted.
+    pub fn finish(self) -> EntrySnapshot {
+        let mut snapshot = self.snapshot;
+        snapshot.retired = self.retired.entries().cloned().collect();
+        snapshot.sort();
+        snapshot
+    }
+}
+
+impl EntrySnapshot {
+    /// Puts the tables in their canonical order (see the fields), so that equal states make
+    /// equal snapshots.
+    fn sort(&mut self) {
+        self.orders.sort_by_key(|order| order.order_id);
+        self.pending.sort_by_key(|request| request.number);
+        // A mass cancel's request is pending under the origin of each of its parts.
+        self.pending.dedup_by_key(|request| request.number);
+        self.mass.sort_by_key(|(number, _)| *number);
+    }
 }
 
 /// What a ClOrdID of a session stands for.
@@ -338,10 +370,13 @@ impl From<FieldError> for Invalid {
 pub struct OrderEntry {
     instruments: Instruments,
     config: OrderEntryConfig,
-    /// Live and recently finished orders by order id.
-    orders: FxHashMap<u64, Order>,
+    /// Live and recently finished orders by order id. Shared, so that a snapshot takes a
+    /// reference to each rather than a copy: the FIX thread only collects them, and another
+    /// thread writes them out. An order changed while a snapshot still holds it is copied
+    /// first ([`Arc::make_mut`]).
+    orders: FxHashMap<u64, Arc<Order>>,
     clordids: HashMap<(SessionId, String), ClOrdRef>,
-    retired: VecDeque<Retired>,
+    retired: RetiredWindow,
     /// Requests submitted and not yet echoed, by origin.
     pending: FxHashMap<u32, Request>,
     mass: FxHashMap<u64, MassProgress>,
@@ -368,7 +403,7 @@ impl OrderEntry {
             config,
             orders: FxHashMap::with_capacity_and_hasher(window, Default::default()),
             clordids: HashMap::with_capacity(window),
-            retired: VecDeque::with_capacity(window + 1),
+            retired: RetiredWindow::default(),
             pending: FxHashMap::default(),
             mass: FxHashMap::default(),
             next_request: 1,
@@ -393,7 +428,7 @@ impl OrderEntry {
     /// An order of `session` by one of its ClOrdIDs, if still remembered.
     pub fn order_by_cl_ord_id(&self, session: &SessionId, cl_ord_id: &str) -> Option<&Order> {
         match self.clordids.get(&(session.clone(), cl_ord_id.to_owned()))? {
-            ClOrdRef::Order(id) => self.orders.get(id),
+            ClOrdRef::Order(id) => self.orders.get(id).map(Arc::as_ref),
             ClOrdRef::Request => None,
         }
     }
@@ -572,7 +607,7 @@ impl OrderEntry {
                 ClOrdRef::Request => return None,
             },
         };
-        (order.session == *session).then_some(order)
+        (order.session == *session).then_some(order.as_ref())
     }
 
     fn cancel_or_replace(
@@ -772,7 +807,7 @@ impl OrderEntry {
         match (&request, &command.body) {
             (Some(request), CommandBody::NewOrder(new)) => {
                 let order = new_order_entry(request, new);
-                self.orders.insert(order.order_id, order);
+                self.orders.insert(order.order_id, Arc::new(order));
             }
             (Some(request), _) if origin == self::origin(self.config.source, request.number) => {
                 let key = Retired::Key(request.session.clone(), request.cl_ord_id.clone());
@@ -907,7 +942,7 @@ impl OrderEntry {
         let Some(request) = current.request.as_ref() else { return };
         match &request.kind {
             RequestKind::New { order_id } => {
-                let Some(order) = self.orders.get_mut(order_id) else { return };
+                let Some(order) = self.orders.get_mut(order_id).map(Arc::make_mut) else { return };
                 order.status = OrdStatus::Rejected;
                 order.leaves = 0;
                 let execution = Execution {
@@ -949,7 +984,7 @@ impl OrderEntry {
     }
 
     fn on_accepted(&mut self, order_id: OrderId, exec_id: ExecId, time: u64) {
-        let Some(order) = self.orders.get_mut(&order_id.0) else { return };
+        let Some(order) = self.orders.get_mut(&order_id.0).map(Arc::make_mut) else { return };
         if order.status != OrdStatus::PendingNew {
             return;
         }
@@ -967,7 +1002,7 @@ impl OrderEntry {
         exec_id: ExecId,
         time: u64,
     ) {
-        let Some(order) = self.orders.get_mut(&order_id.0) else { return };
+        let Some(order) = self.orders.get_mut(&order_id.0).map(Arc::make_mut) else { return };
         order.price = price.0;
         order.quantity = quantity.0;
         order.leaves = leaves.0;
@@ -992,7 +1027,7 @@ impl OrderEntry {
         exec_id: ExecId,
         time: u64,
     ) {
-        let Some(order) = self.orders.get_mut(&order_id.0) else { return };
+        let Some(order) = self.orders.get_mut(&order_id.0).map(Arc::make_mut) else { return };
         order.leaves = 0;
         order.status =
             if reason == CancelReason::Expired { OrdStatus::Expired } else { OrdStatus::Canceled };
@@ -1033,7 +1068,7 @@ impl OrderEntry {
         exec_id: ExecId,
         time: u64,
     ) {
-        let Some(order) = self.orders.get_mut(&order_id.0) else { return };
+        let Some(order) = self.orders.get_mut(&order_id.0).map(Arc::make_mut) else { return };
         order.cum += quantity.0;
         order.leaves = leaves.0;
         order.ticks_lots += u128::from(price.0) * u128::from(quantity.0);
@@ -1056,6 +1091,7 @@ impl OrderEntry {
             match self.retired.pop_front().expect("longer than a positive maximum") {
                 Retired::Order(order_id) => {
                     let Some(order) = self.orders.remove(&order_id) else { continue };
+                    let order = Arc::unwrap_or_clone(order);
                     for cl_ord_id in order.chain {
                         let key = (order.session.clone(), cl_ord_id);
                         if self.clordids.get(&key) == Some(&ClOrdRef::Order(order_id)) {
@@ -1076,28 +1112,29 @@ impl OrderEntry {
     // ---------------------------------------------------------------------------------------
     // Snapshots and recovery.
 
-    /// The state as of the last command boundary; ends the current command first, so call it
-    /// only when the stream is at a boundary.
+    /// The state as of the last command boundary, in canonical order; ends the current
+    /// command first, so call it only when the stream is at a boundary.
     pub fn snapshot(&mut self) -> EntrySnapshot {
+        self.capture().finish()
+    }
+
+    /// What [`OrderEntry::snapshot`] returns, not yet read out and sorted: the part that must
+    /// run on the order entry's thread, kept short. The orders and the retired window are
+    /// shared, not copied, and [`EntryCapture::finish`] is left to whoever stores the snapshot,
+    /// on its own thread.
+    pub fn capture(&mut self) -> EntryCapture {
         self.flush();
-        let mut orders: Vec<Order> = self.orders.values().cloned().collect();
-        orders.sort_by_key(|order| order.order_id);
-        let mut pending: Vec<Request> = self.pending.values().cloned().collect();
-        pending.sort_by_key(|request| request.number);
-        pending.dedup_by_key(|request| request.number);
-        let mut mass: Vec<(u64, MassProgress)> =
-            self.mass.iter().map(|(number, progress)| (*number, progress.clone())).collect();
-        mass.sort_by_key(|(number, _)| *number);
-        EntrySnapshot {
+        let snapshot = EntrySnapshot {
             seq: self.seq,
             next_request: self.next_request,
             next_order: self.next_order,
             reply_counter: self.reply_counter,
-            orders,
-            retired: self.retired.iter().cloned().collect(),
-            pending,
-            mass,
-        }
+            orders: self.orders.values().cloned().collect(),
+            retired: Vec::new(),
+            pending: self.pending.values().cloned().collect(),
+            mass: self.mass.iter().map(|(number, progress)| (*number, progress.clone())).collect(),
+        };
+        EntryCapture { snapshot, retired: self.retired.capture() }
     }
 
     /// Restores the state of a snapshot (or an empty one) and the requests stored after it,

@@ -343,8 +343,12 @@ impl OrderStore {
     }
 
     /// Stores a snapshot, prunes older snapshots and the requests it makes redundant.
+    ///
+    /// It may run on a thread of its own while requests are stored: it needs no flush of the
+    /// log, since every request the snapshot makes redundant was flushed before its commands
+    /// were submitted (or is among the snapshot's pending ones), and pruning deletes only
+    /// segments already synced. The log's lock is held only for the pruning.
     pub fn put_snapshot(&self, snapshot: &EntrySnapshot) -> Result<(), OrderStoreError> {
-        self.flush()?;
         let value = serde_json::to_vec(snapshot).expect("snapshots always serialize");
         let mut batch = WriteBatch::default();
         batch.put(key(SNAPSHOT, snapshot.seq), value);
