@@ -24,3 +24,22 @@ pub const BACKGROUND_NICE: i32 = 19;
 pub fn set_current_thread_nice(nice: i32) -> bool {
     rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_lowers_its_own_priority_and_no_other() {
+        let own = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let before = own();
+        let lowered = std::thread::spawn(move || {
+            assert!(set_current_thread_nice(BACKGROUND_NICE), "lowering needs no privilege");
+            own()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, BACKGROUND_NICE);
+        assert_eq!(own(), before, "the spawning thread keeps its priority");
+    }
+}
