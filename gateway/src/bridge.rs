@@ -352,7 +352,11 @@ impl FixBridge {
         }
     }
 
-    /// Waits for the snapshot being stored, if any; a failed one makes the next due at once.
+    /// Waits for the snapshot being stored, if any. A failed one is tried again after another
+    /// `snapshot_every` commands, not at once: against a store that keeps failing, retrying at
+    /// once would cost the FIX thread a capture (milliseconds) on every pass. Until one
+    /// succeeds, the request log keeps what the failed ones would have pruned, and a restart
+    /// replays from the last stored snapshot: slower, nothing lost.
     fn join_snapshot_writer(&mut self) {
         let Some(writer) = self.snapshot_writer.take() else { return };
         match writer.join() {
@@ -362,11 +366,9 @@ impl FixBridge {
                     "fix: storing the order-entry snapshot at {}: {error}",
                     self.snapshot_seq
                 );
-                self.snapshot_seq = self.snapshot_stored;
             }
             Err(_) => {
                 eprintln!("fix: the order-entry snapshot at {} panicked", self.snapshot_seq);
-                self.snapshot_seq = self.snapshot_stored;
             }
         }
     }
