@@ -467,7 +467,9 @@ impl Journal {
             }
         };
         let watermark = Arc::new(AtomicU64::new(last_seq.unwrap_or(0)));
-        let shared = Arc::new(Shared::new(config.directory.clone(), file, watermark));
+        let mapping = (map.as_ptr() as usize, map.len());
+        let shared =
+            Arc::new(Shared::new(config.directory.clone(), file, mapping, offset, watermark));
         let spawn = |error| JournalError::Io { path: config.directory.clone(), source: error };
         let flusher = match config.durability {
             Durability::GroupCommit { interval, .. } => {
@@ -574,6 +576,8 @@ impl Journal {
         let old = std::mem::replace(&mut files.current, Arc::new(file));
         files.retired.push(old);
         files.directory_dirty |= renamed;
+        files.mapping = (map.as_ptr() as usize, map.len());
+        self.shared.tail.store(SEGMENT_HEADER_BYTES, Ordering::Release);
         drop(files);
         let old_map = std::mem::replace(&mut self.map, map);
         match &self.preparer {
@@ -588,6 +592,7 @@ impl Journal {
     /// Returns the durable sequence number.
     pub fn commit(&mut self) -> Result<u64, JournalError> {
         let last = self.last_seq.unwrap_or(0);
+        self.shared.tail.store(self.offset, Ordering::Relaxed);
         self.shared.committed.store(last, Ordering::Release);
         match self.config.durability {
             Durability::PageCache => self.shared.watermark.store(last, Ordering::Release),
