@@ -148,15 +148,16 @@ impl Shared {
     /// `REARM_AHEAD_MAX`): pages it will most likely fill before the next sync, which would be
     /// written then anyway.
     pub fn rearm(&self, previous_tail: usize) -> usize {
-        let tail = self.tail.load(Ordering::Acquire);
         if self.rearm_unsupported.load(Ordering::Relaxed) {
-            return tail;
+            return self.tail.load(Ordering::Acquire);
         }
         let page = rustix::param::page_size();
         // Under the lock the mapping is the writer's current one, and stays mapped: the writer
-        // replaces it only under this lock, and unmaps the old one after.
+        // replaces it only under this lock, and unmaps the old one after. The tail read under it
+        // belongs to that mapping too: a roll-over resets both under the lock.
         let files = self.lock();
         let (address, length) = files.mapping;
+        let tail = self.tail.load(Ordering::Acquire);
         // After a roll-over the tail starts again near zero: prepare one page.
         let ahead = tail.saturating_sub(previous_tail).min(REARM_AHEAD_MAX);
         let start = tail / page * page;
