@@ -41,7 +41,7 @@ pub(crate) struct SyncFiles {
     pub directory_dirty: bool,
     /// Where the writer's mapping of `current` lies: its address and length. Read only by
     /// [`Shared::rearm`], under this lock; the writer changes it under the lock too, before it
-    /// unmaps the segment it replaces.
+    /// unmaps the segment it replaces, and empties it before its own mapping goes at drop.
     pub mapping: (usize, usize),
 }
 

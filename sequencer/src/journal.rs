@@ -197,6 +197,15 @@ pub struct Journal {
     spare_requested: bool,
 }
 
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // The mapping is unmapped before the flusher is stopped (fields drop in order), so it is
+        // withdrawn first: the flusher must never rearm pages that are no longer this mapping.
+        let mut files = self.shared.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        files.mapping = (0, 0);
+    }
+}
+
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Journal")
