@@ -29,6 +29,8 @@ use memmap2::MmapMut;
 
 /// How far beyond the page being filled [`Shared::rearm`] prepares pages, at most.
 const REARM_AHEAD_MAX: usize = 256 * 1024;
+/// How much [`Shared::rearm`] prepares per hold of the lock the writer's roll-over takes.
+const REARM_CHUNK: usize = 16 * 1024;
 
 /// The files whose dirty pages hold committed records, as the flusher must sync them.
 #[derive(Debug)]
@@ -147,6 +149,11 @@ impl Shared {
     /// filled this prepares only as far ahead as the writer got since the last call (at most
     /// `REARM_AHEAD_MAX`): pages it will most likely fill before the next sync, which would be
     /// written then anyway.
+    ///
+    /// The lock that keeps the mapping in place is also the one the writer takes to roll over,
+    /// so it is held for one chunk of `REARM_CHUNK` at a time (tens of microseconds), never for
+    /// the whole range: a roll-over waits at most that long, and the rest is given up when the
+    /// mapping has changed in between.
     pub fn rearm(&self, previous_tail: usize) -> usize {
         if self.rearm_unsupported.load(Ordering::Relaxed) {
             return self.tail.load(Ordering::Acquire);
@@ -155,31 +162,43 @@ impl Shared {
         // Under the lock the mapping is the writer's current one, and stays mapped: the writer
         // replaces it only under this lock, and unmaps the old one after. The tail read under it
         // belongs to that mapping too: a roll-over resets both under the lock.
-        let files = self.lock();
-        let (address, length) = files.mapping;
-        let tail = self.tail.load(Ordering::Acquire);
+        let (mapping, tail) = {
+            let files = self.lock();
+            (files.mapping, self.tail.load(Ordering::Acquire))
+        };
+        let (address, length) = mapping;
         // After a roll-over the tail starts again near zero: prepare one page.
         let ahead = tail.saturating_sub(previous_tail).min(REARM_AHEAD_MAX);
         let start = tail / page * page;
         let end = (tail + ahead).div_ceil(page).max(start / page + 1) * page;
         let end = end.min(length);
-        if start >= end {
-            return tail;
-        }
-        // SAFETY: `address..address + length` is the writer's live mapping of the segment (see
-        // above), and `start..end` is a page-aligned range within it. MADV_POPULATE_WRITE only
-        // faults the pages in writable; it neither changes their contents nor creates a
-        // reference to them, so it cannot conflict with the writer's own accesses.
-        #[allow(unsafe_code)]
-        let result = unsafe {
-            rustix::mm::madvise(
-                (address + start) as *mut std::ffi::c_void,
-                end - start,
-                rustix::mm::Advice::LinuxPopulateWrite,
-            )
-        };
-        if result == Err(rustix::io::Errno::INVAL) {
-            self.rearm_unsupported.store(true, Ordering::Relaxed);
+        let chunk = REARM_CHUNK.div_ceil(page) * page;
+        let mut at = start;
+        while at < end {
+            let files = self.lock();
+            if files.mapping != mapping {
+                break;
+            }
+            let len = chunk.min(end - at);
+            // SAFETY: `address..address + length` is the writer's live mapping of the segment:
+            // it is the published one, checked under the lock held here (see above). `at..at +
+            // len` is a page-aligned range within it. MADV_POPULATE_WRITE only faults the pages
+            // in writable; it neither changes their contents nor creates a reference to them,
+            // so it cannot conflict with the writer's own accesses.
+            #[allow(unsafe_code)]
+            let result = unsafe {
+                rustix::mm::madvise(
+                    (address + at) as *mut std::ffi::c_void,
+                    len,
+                    rustix::mm::Advice::LinuxPopulateWrite,
+                )
+            };
+            drop(files);
+            if result == Err(rustix::io::Errno::INVAL) {
+                self.rearm_unsupported.store(true, Ordering::Relaxed);
+                break;
+            }
+            at += len;
         }
         tail
     }

@@ -399,3 +399,21 @@ fn after_a_group_commit_sync_the_next_append_takes_no_page_fault() {
     }
     panic!("every append after a sync faulted: {faults:?}");
 }
+
+#[test]
+fn records_survive_roll_overs_while_the_flusher_rearms_pages() {
+    // The flusher prepares pages of the writer's mapping after every sync (one per commit
+    // here) while the writer rolls over to a new segment every few dozen records: the mapping
+    // it prepares changes under it, and every record must still read back intact, in order.
+    let dir = TempDir::new("journal", "rearm-roll-over");
+    let eager = Durability::GroupCommit { interval: Duration::ZERO, records: 1 };
+    let (mut journal, _) = Journal::open(config(&dir.0, 4096, eager)).unwrap();
+    for seq in 1..=600 {
+        journal.append(seq, &payload(seq)).unwrap();
+        journal.commit().unwrap();
+    }
+    journal.flush().unwrap();
+    drop(journal);
+    assert_eq!(read(&dir.0), (1..=600).collect::<Vec<_>>());
+    assert!(segment_files(&dir.0).len() > 20, "the writer rolled over many times");
+}
