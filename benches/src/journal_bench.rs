@@ -157,6 +157,7 @@ fn measure_policy(
         order: SeqOrder::Strict,
         durability,
         truncate_corrupt: false,
+        staging: sequencer::staging::default_root(),
     })
     .map_err(journal_error)?;
     let open_ns = nanos_since(open_start);

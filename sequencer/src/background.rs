@@ -19,26 +19,80 @@
 //! writer's mapping.
 
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use memmap2::MmapMut;
+use memmap2::{Mmap, MmapMut};
 
 /// How far beyond the page being filled [`Shared::rearm`] prepares pages, at most.
 const REARM_AHEAD_MAX: usize = 256 * 1024;
 /// How much [`Shared::rearm`] prepares per hold of the lock the writer's roll-over takes.
 const REARM_CHUNK: usize = 16 * 1024;
 
-/// The files whose dirty pages hold committed records, as the flusher must sync them.
+/// The staged copy of a segment (see `staging.rs`), as the flusher copies from it.
+#[derive(Debug)]
+pub(crate) struct Stage {
+    /// The staged file: removed once its segment is rolled over from and synced.
+    pub path: PathBuf,
+    /// A read-only mapping of it, beside the writer's: the flusher copies from here.
+    map: Mmap,
+    /// How many bytes from the start the disk file already has.
+    copied: AtomicUsize,
+}
+
+impl Stage {
+    /// The staged file at `path`, whose first `copied` bytes the disk file already has.
+    pub fn open(path: PathBuf, copied: usize) -> std::io::Result<Stage> {
+        let file = File::open(&path)?;
+        // SAFETY: `map` is unsafe only because another process could change the file under the
+        // mapping; the staged file belongs to this journal's one writer, which only appends.
+        #[allow(unsafe_code)]
+        let map = unsafe { Mmap::map(&file) }?;
+        Ok(Stage { path, map, copied: AtomicUsize::new(copied) })
+    }
+
+    /// Writes the staged bytes up to `end` that the disk file lacks into it, at the same offsets.
+    /// The bytes before `end` are complete frames: the writer published `end` after writing them.
+    fn copy_to(&self, disk: &File, end: usize) -> std::io::Result<()> {
+        let end = end.min(self.map.len());
+        let from = self.copied.load(Ordering::Acquire);
+        if end > from {
+            disk.write_all_at(&self.map[from..end], from as u64)?;
+            self.copied.fetch_max(end, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+}
+
+/// One segment's files as the flusher syncs them.
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentFiles {
+    pub disk: Arc<File>,
+    /// The staged copy the writer appends to, if the journal stages.
+    pub stage: Option<Arc<Stage>>,
+}
+
+impl SegmentFiles {
+    /// Brings the disk file up to `end` (staged journals) and syncs it.
+    fn sync_to(&self, end: usize) -> std::io::Result<()> {
+        if let Some(stage) = &self.stage {
+            stage.copy_to(&self.disk, end)?;
+        }
+        self.disk.sync_data()
+    }
+}
+
+/// The files whose records the flusher must make durable.
 #[derive(Debug)]
 pub(crate) struct SyncFiles {
     /// The segment being written.
-    pub current: Arc<File>,
-    /// Segments rolled over from but not yet synced since.
-    pub retired: Vec<Arc<File>>,
+    pub current: SegmentFiles,
+    /// Segments rolled over from but not yet synced since, each with where its records end.
+    pub retired: Vec<(SegmentFiles, usize)>,
     /// A segment was renamed into place: the directory entry must be synced too.
     pub directory_dirty: bool,
     /// Where the writer's mapping of `current` lies: its address and length. Read only by
@@ -67,7 +121,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(
         directory: PathBuf,
-        current: File,
+        current: SegmentFiles,
         mapping: (usize, usize),
         tail: usize,
         watermark: Arc<AtomicU64>,
@@ -77,7 +131,7 @@ impl Shared {
             directory,
             committed,
             files: Mutex::new(SyncFiles {
-                current: Arc::new(current),
+                current,
                 retired: Vec::new(),
                 directory_dirty: false,
                 mapping,
@@ -102,17 +156,20 @@ impl Shared {
     pub fn sync(&self) -> Result<(), (PathBuf, std::io::Error)> {
         let target = self.committed.load(Ordering::Acquire);
         // Take the list under the lock and sync outside it, so that a roll-over on the writer's
-        // thread never waits for a sync in flight.
-        let (retired, current, directory_dirty) = {
+        // thread never waits for a sync in flight. The tail read under the lock belongs to
+        // `current`: a roll-over replaces both under it, and every record up to `target` lies
+        // before it or in a retired segment.
+        let (retired, current, tail, directory_dirty) = {
             let mut files = self.lock();
             let retired = std::mem::take(&mut files.retired);
             let dirty = std::mem::replace(&mut files.directory_dirty, false);
-            (retired, Arc::clone(&files.current), dirty)
+            (retired, files.current.clone(), self.tail.load(Ordering::Acquire), dirty)
         };
         let result = (|| {
-            for file in retired.iter().chain(std::iter::once(&current)) {
-                file.sync_data().map_err(|error| (self.directory.clone(), error))?;
+            for (files, end) in &retired {
+                files.sync_to(*end).map_err(|error| (self.directory.clone(), error))?;
             }
+            current.sync_to(tail).map_err(|error| (self.directory.clone(), error))?;
             if directory_dirty {
                 File::open(&self.directory)
                     .and_then(|directory| directory.sync_all())
@@ -127,8 +184,29 @@ impl Shared {
             files.directory_dirty |= directory_dirty;
         } else {
             self.watermark.fetch_max(target, Ordering::AcqRel);
+            // A retired segment's staged copy has nothing the disk lacks now. A reader that
+            // listed it a moment ago falls back to the disk file when it is gone.
+            for stage in retired.iter().filter_map(|(files, _)| files.stage.as_ref()) {
+                let _ = fs::remove_file(&stage.path);
+            }
         }
         result
+    }
+
+    /// At the writer's close: copies everything staged into the disk files (the current segment
+    /// up to `end`, all the writer appended), without syncing, and removes the staged copies.
+    /// Nothing staged is then lost when tmpfs is, and nothing is left in it.
+    pub fn unstage(&self, end: usize) -> std::io::Result<()> {
+        let files = self.lock();
+        let segments =
+            files.retired.iter().cloned().chain(std::iter::once((files.current.clone(), end)));
+        for (segment, end) in segments {
+            if let Some(stage) = &segment.stage {
+                stage.copy_to(&segment.disk, end)?;
+                fs::remove_file(&stage.path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes the pages the writer is about to append to writable again after a sync, so that
@@ -277,7 +355,11 @@ impl Drop for Flusher {
 pub(crate) struct SpareSegment {
     pub path: PathBuf,
     pub file: File,
+    /// What the writer will append through: the disk file's mapping, or the staged copy's.
     pub map: MmapMut,
+    /// The staged copy, when the journal stages (under the same spare name in the staging
+    /// directory).
+    pub staged: Option<PathBuf>,
 }
 
 /// The file a spare segment waits in; its name matches no segment, so recovery ignores it.
@@ -303,22 +385,47 @@ fn remove_spares(directory: &Path, name: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+fn map_writable(file: &File) -> std::io::Result<MmapMut> {
+    // SAFETY: `map_mut` is unsafe only because another process could change the file under the
+    // mapping; a data directory (and its staging directory) has one owning process, which alone
+    // opens its segments.
+    #[allow(unsafe_code)]
+    let map = unsafe { MmapMut::map_mut(file) }?;
+    Ok(map)
+}
+
 /// Creates a segment file of `bytes` at `path`, every block allocated and synced, with its
-/// directory entry synced too.
+/// directory entry synced too. With `staged`, the writer's mapping is of a staged copy created
+/// there; the disk file is then written with `write`, so that none of its pages is ever mapped.
 pub(crate) fn prepare_segment(
     directory: &Path,
     path: &Path,
     bytes: u64,
+    staged: Option<&Path>,
 ) -> std::io::Result<(File, MmapMut)> {
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
     file.set_len(bytes)?;
-    // SAFETY: `map_mut` is unsafe only because another process could change the file under the
-    // mapping; a data directory has one owning process, which alone opens its segments.
-    #[allow(unsafe_code)]
-    let mut map = unsafe { MmapMut::map_mut(&file) }?;
-    // Writing every page now means appends never wait on the file system for a block.
-    map.fill(0);
-    map.flush()?;
+    // Writing every block now means appends (or the flusher's copies) never wait on the file
+    // system for one.
+    let map = match staged {
+        Some(staged) => {
+            let zeros = vec![0u8; 1 << 20];
+            let mut at = 0;
+            while at < bytes {
+                let len =
+                    usize::try_from(bytes - at).map_or(zeros.len(), |left| left.min(zeros.len()));
+                file.write_all_at(&zeros[..len], at)?;
+                at += len as u64;
+            }
+            map_writable(&crate::staging::create(staged, bytes, &[])?)?
+        }
+        None => {
+            let mut map = map_writable(&file)?;
+            map.fill(0);
+            map.flush()?;
+            map
+        }
+    };
     file.sync_all()?;
     File::open(directory).and_then(|directory| directory.sync_all())?;
     Ok((file, map))
@@ -339,7 +446,12 @@ pub(crate) struct Preparer {
 }
 
 impl Preparer {
-    pub fn start(directory: PathBuf, name: &str, bytes: u64) -> std::io::Result<Preparer> {
+    pub fn start(
+        directory: PathBuf,
+        stage_dir: Option<PathBuf>,
+        name: &str,
+        bytes: u64,
+    ) -> std::io::Result<Preparer> {
         remove_spares(&directory, name)?;
         let name = name.to_owned();
         let mut number = 0;
@@ -361,10 +473,11 @@ impl Preparer {
                 if empty && thread_wanted.swap(false, Ordering::AcqRel) {
                     // On failure the writer prepares its next segment itself and reports any
                     // error then, where it can be handled; try again after a pause.
-                    match prepare_segment(&directory, &path, bytes) {
+                    let staged = stage_dir.as_ref().map(|stage| spare_path(stage, &name, number));
+                    match prepare_segment(&directory, &path, bytes, staged.as_deref()) {
                         Ok((file, map)) => {
                             number += 1;
-                            let spare = SpareSegment { path, file, map };
+                            let spare = SpareSegment { path, file, map, staged };
                             *thread_spare.lock().unwrap_or_else(PoisonError::into_inner) =
                                 Some(spare);
                         }
@@ -403,12 +516,24 @@ impl Preparer {
     }
 }
 
-impl Drop for Preparer {
-    fn drop(&mut self) {
+impl Preparer {
+    /// Stops the thread and returns the spare it left, if any.
+    pub fn stop(mut self) -> Option<SpareSegment> {
+        self.halt();
+        self.take()
+    }
+
+    fn halt(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        self.halt();
     }
 }

@@ -33,6 +33,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,7 +41,10 @@ use std::time::Duration;
 
 use memmap2::MmapMut;
 
-use crate::background::{prepare_segment, Flusher, Preparer, Shared, SpareSegment};
+use crate::background::{
+    prepare_segment, Flusher, Preparer, SegmentFiles, Shared, SpareSegment, Stage,
+};
+use crate::staging;
 
 const MAGIC: &[u8; 8] = b"EXJRNL01";
 const VERSION: u32 = 1;
@@ -136,6 +140,10 @@ pub struct JournalConfig {
     /// Truncate at the first corrupt frame instead of refusing to open. The report says what
     /// was dropped.
     pub truncate_corrupt: bool,
+    /// Under group commit, a tmpfs directory in which the writer's segments are staged, the
+    /// flusher writing them to disk (see `staging.rs`): [`staging::default_root`] finds
+    /// `/dev/shm`. `None`, or another policy, maps the disk files directly.
+    pub staging: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +203,8 @@ pub struct Journal {
     preparer: Option<Preparer>,
     /// The preparer has been asked for the segment after the current one.
     spare_requested: bool,
+    /// Where segments are staged, if they are.
+    stage_dir: Option<PathBuf>,
 }
 
 impl Drop for Journal {
@@ -203,6 +213,29 @@ impl Drop for Journal {
         // withdrawn first: the flusher must never rearm pages that are no longer this mapping.
         let mut files = self.shared.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         files.mapping = (0, 0);
+        drop(files);
+        if self.stage_dir.is_some() {
+            // The preparer stops first, so that no spare appears in the staging directory after
+            // its spare is removed.
+            let spare = self.preparer.take().and_then(Preparer::stop);
+            if let Some(staged) = spare.and_then(|spare| spare.staged) {
+                let _ = fs::remove_file(staged);
+            }
+            // Everything appended reaches the disk files' page cache, as it would have without
+            // staging. On failure the staged copies stay, and the next open merges them.
+            match self.shared.unstage(self.offset) {
+                Ok(()) => {
+                    if let Some(stage_dir) = &self.stage_dir {
+                        // Empty unless a spare is still being prepared; the next open makes
+                        // the directory again.
+                        let _ = fs::remove_dir(stage_dir);
+                    }
+                }
+                Err(error) => {
+                    eprintln!("journal {}: staged records not on disk: {error}", self.config.name);
+                }
+            }
+        }
     }
 }
 
@@ -361,6 +394,66 @@ fn map_file(path: &Path, create_bytes: Option<u64>) -> Result<(File, MmapMut), J
     Ok((file, map))
 }
 
+fn segment_file_name(path: &Path) -> &std::ffi::OsStr {
+    path.file_name().expect("segment paths end in a file name")
+}
+
+/// Stages the segment a reopened journal goes on writing: a staged copy of its written part
+/// (`map[..offset]`, which the disk already has) and the writer's mapping of it.
+fn stage_tail(
+    stage_dir: &Path,
+    disk_path: &Path,
+    map: &MmapMut,
+    offset: usize,
+) -> Result<(Stage, MmapMut), JournalError> {
+    let staged_path = stage_dir.join(segment_file_name(disk_path));
+    let failed = io(&staged_path);
+    let staged = staging::create(&staged_path, map.len() as u64, &map[..offset]);
+    let writer_map = staged.and_then(|file| {
+        // SAFETY: as in `map_file`: the staged copy belongs to this journal's one writer.
+        #[allow(unsafe_code)]
+        let map = unsafe { MmapMut::map_mut(&file) };
+        map
+    });
+    let writer_map = writer_map.map_err(failed)?;
+    let stage = Stage::open(staged_path.clone(), offset).map_err(io(&staged_path))?;
+    Ok((stage, writer_map))
+}
+
+/// The bytes of a segment as a reader sees them: its staged copy while the journal stages it
+/// (which holds at least what the disk file does), else the disk file.
+fn read_segment(stage_dir: Option<&Path>, segment: &Segment) -> Result<Vec<u8>, JournalError> {
+    if let Some(staged) = staging::staged_copy(stage_dir, &segment.path) {
+        match fs::read(&staged) {
+            Ok(bytes) => return Ok(bytes),
+            // Synced and removed since it was listed: the disk file has it all now.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io(&staged)(error)),
+        }
+    }
+    fs::read(&segment.path).map_err(io(&segment.path))
+}
+
+/// Like [`read_segment`], mapped instead of copied.
+fn map_segment(stage_dir: Option<&Path>, segment: &Segment) -> Result<memmap2::Mmap, JournalError> {
+    let map = |path: &Path| {
+        let file = File::open(path)?;
+        // SAFETY: `map` is unsafe only because another process could change the file under the
+        // mapping; a data directory has one owning process, which alone opens its segments.
+        #[allow(unsafe_code)]
+        let bytes = unsafe { memmap2::Mmap::map(&file) };
+        bytes
+    };
+    if let Some(staged) = staging::staged_copy(stage_dir, &segment.path) {
+        match map(&staged) {
+            Ok(bytes) => return Ok(bytes),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io(&staged)(error)),
+        }
+    }
+    map(&segment.path).map_err(io(&segment.path))
+}
+
 impl Journal {
     /// Opens (or creates) the journal, scanning every segment: checksums, sequence order, and
     /// the tail. A torn tail is zeroed and reported; corruption before it is an error unless
@@ -369,6 +462,18 @@ impl Journal {
     pub fn open(config: JournalConfig) -> Result<(Journal, OpenReport), JournalError> {
         assert!(config.segment_bytes > (SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES) as u64);
         fs::create_dir_all(&config.directory).map_err(io(&config.directory))?;
+        // Records a crash of the process left staged go to the disk files before anything
+        // reads them.
+        staging::reconcile(&config.directory, &config.name).map_err(io(&config.directory))?;
+        let stage_dir = match (&config.staging, config.durability) {
+            (Some(root), Durability::GroupCommit { .. }) => {
+                Some(staging::establish(&config.directory, &config.name, root).map_err(io(root))?)
+            }
+            _ => {
+                staging::forget(&config.directory, &config.name).map_err(io(&config.directory))?;
+                None
+            }
+        };
         let segments = list_segments(&config.directory, &config.name)?;
         let mut report = OpenReport { segments: segments.len(), ..OpenReport::default() };
         let mut last_seq: Option<u64> = None;
@@ -466,19 +571,30 @@ impl Journal {
         let mut segments = segments;
         segments.truncate(report.segments);
         report.last_seq = last_seq;
-        let (file, map, offset) = match tail {
-            Some(tail) => tail,
+        let (files, map, offset) = match tail {
+            Some((file, map, offset)) => {
+                let path = &segments.last().expect("a tail segment is listed").path;
+                let (stage, map) = match &stage_dir {
+                    Some(stage_dir) => {
+                        let (stage, staged_map) = stage_tail(stage_dir, path, &map, offset)?;
+                        (Some(Arc::new(stage)), staged_map)
+                    }
+                    None => (None, map),
+                };
+                (SegmentFiles { disk: Arc::new(file), stage }, map, offset)
+            }
             None => {
                 let first_seq = last_seq.map_or(1, |seq| seq + 1);
-                let (segment, file, map) = Journal::create_segment(&config, first_seq, None)?;
+                let (segment, files, map) =
+                    Journal::create_segment(&config, stage_dir.as_deref(), first_seq, None)?;
                 segments.push(segment);
-                (file, map, SEGMENT_HEADER_BYTES)
+                (files, map, SEGMENT_HEADER_BYTES)
             }
         };
         let watermark = Arc::new(AtomicU64::new(last_seq.unwrap_or(0)));
         let mapping = (map.as_ptr() as usize, map.len());
         let shared =
-            Arc::new(Shared::new(config.directory.clone(), file, mapping, offset, watermark));
+            Arc::new(Shared::new(config.directory.clone(), files, mapping, offset, watermark));
         let spawn = |error| JournalError::Io { path: config.directory.clone(), source: error };
         let flusher = match config.durability {
             Durability::GroupCommit { interval, .. } => {
@@ -486,9 +602,13 @@ impl Journal {
             }
             Durability::PageCache | Durability::SyncEachCommit => None,
         };
-        let preparer =
-            Preparer::start(config.directory.clone(), &config.name, config.segment_bytes)
-                .map_err(spawn)?;
+        let preparer = Preparer::start(
+            config.directory.clone(),
+            stage_dir.clone(),
+            &config.name,
+            config.segment_bytes,
+        )
+        .map_err(spawn)?;
         let journal = Journal {
             config,
             segments,
@@ -500,6 +620,7 @@ impl Journal {
             flusher,
             preparer: Some(preparer),
             spare_requested: false,
+            stage_dir,
         };
         let mut journal = journal;
         if journal.offset > journal.map.len() / 2 {
@@ -514,21 +635,45 @@ impl Journal {
     /// recovery treats a last segment with a blank header as never started.
     fn create_segment(
         config: &JournalConfig,
+        stage_dir: Option<&Path>,
         first_seq: u64,
         spare: Option<SpareSegment>,
-    ) -> Result<(Segment, File, MmapMut), JournalError> {
+    ) -> Result<(Segment, SegmentFiles, MmapMut), JournalError> {
         let path = segment_path(&config.directory, &config.name, first_seq);
+        let staged_path = stage_dir.map(|stage_dir| stage_dir.join(segment_file_name(&path)));
         let header = segment_header(config.order, first_seq, config.segment_bytes);
-        if let Some(SpareSegment { path: spare_path, file, mut map }) = spare {
+        if let Some(SpareSegment { path: spare_path, file, mut map, staged }) = spare {
             map[..SEGMENT_HEADER_BYTES].copy_from_slice(&header);
+            // The disk file first: a staged copy never exists without its disk segment.
             fs::rename(&spare_path, &path).map_err(io(&path))?;
-            return Ok((Segment { path, first_seq }, file, map));
+            let stage = match (staged, staged_path) {
+                (Some(staged), Some(staged_path)) => {
+                    fs::rename(&staged, &staged_path).map_err(io(&staged_path))?;
+                    let stage = Stage::open(staged_path.clone(), 0).map_err(io(&staged_path))?;
+                    Some(Arc::new(stage))
+                }
+                _ => None,
+            };
+            let files = SegmentFiles { disk: Arc::new(file), stage };
+            return Ok((Segment { path, first_seq }, files, map));
         }
         let (file, mut map) =
-            prepare_segment(&config.directory, &path, config.segment_bytes).map_err(io(&path))?;
+            prepare_segment(&config.directory, &path, config.segment_bytes, staged_path.as_deref())
+                .map_err(io(&path))?;
         map[..SEGMENT_HEADER_BYTES].copy_from_slice(&header);
-        map.flush_range(0, SEGMENT_HEADER_BYTES).map_err(io(&path))?;
-        Ok((Segment { path, first_seq }, file, map))
+        let stage = match staged_path {
+            Some(staged_path) => {
+                file.write_all_at(&header, 0).and_then(|()| file.sync_data()).map_err(io(&path))?;
+                let stage = Stage::open(staged_path.clone(), SEGMENT_HEADER_BYTES)
+                    .map_err(io(&staged_path))?;
+                Some(Arc::new(stage))
+            }
+            None => {
+                map.flush_range(0, SEGMENT_HEADER_BYTES).map_err(io(&path))?;
+                None
+            }
+        };
+        Ok((Segment { path, first_seq }, SegmentFiles { disk: Arc::new(file), stage }, map))
     }
 
     /// Appends one record. It is durable only after a [`Journal::commit`] says so.
@@ -576,14 +721,15 @@ impl Journal {
         }
         let spare = self.preparer.as_ref().and_then(Preparer::take);
         let renamed = spare.is_some();
-        let (segment, file, map) = Journal::create_segment(&self.config, seq, spare)?;
+        let (segment, segment_files, map) =
+            Journal::create_segment(&self.config, self.stage_dir.as_deref(), seq, spare)?;
         self.spare_requested = false;
         self.segments.push(segment);
         // The old segment's records are synced by the next flush, with the new one's header:
         // its file moves to the retired list, which every sync covers.
         let mut files = self.shared.files.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let old = std::mem::replace(&mut files.current, Arc::new(file));
-        files.retired.push(old);
+        let old = std::mem::replace(&mut files.current, segment_files);
+        files.retired.push((old, self.offset));
         files.directory_dirty |= renamed;
         files.mapping = (map.as_ptr() as usize, map.len());
         self.shared.tail.store(SEGMENT_HEADER_BYTES, Ordering::Release);
@@ -601,7 +747,9 @@ impl Journal {
     /// Returns the durable sequence number.
     pub fn commit(&mut self) -> Result<u64, JournalError> {
         let last = self.last_seq.unwrap_or(0);
-        self.shared.tail.store(self.offset, Ordering::Relaxed);
+        // Release: the flusher copies a staged segment up to the tail it reads, so the frames
+        // before it must be visible first.
+        self.shared.tail.store(self.offset, Ordering::Release);
         self.shared.committed.store(last, Ordering::Release);
         match self.config.durability {
             Durability::PageCache => self.shared.watermark.store(last, Ordering::Release),
@@ -693,6 +841,10 @@ impl Journal {
             .min(self.segments.len().saturating_sub(1));
         for segment in &self.segments[..removable] {
             fs::remove_file(&segment.path).map_err(io(&segment.path))?;
+            if let Some(staged) = staging::staged_copy(self.stage_dir.as_deref(), &segment.path) {
+                // Already copied and synced (it was rolled over from), or about to be in vain.
+                let _ = fs::remove_file(staged);
+            }
         }
         self.segments.drain(..removable);
         Ok(removable)
@@ -747,11 +899,12 @@ pub fn read_from(
     mut visit: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
 ) -> Result<ReadSummary, JournalError> {
     let segments = list_segments(directory, name)?;
+    let stage_dir = staging::recorded(directory, name);
     // A segment's records lie below the next segment's first seq (or at it, for an order that
     // allows repeats), so every segment before the last one that starts below `from_seq` can go.
     let mut start = segments.windows(2).take_while(|pair| pair[1].first_seq < from_seq).count();
     loop {
-        let summary = read_segments(&segments[start..], order, &mut visit)?;
+        let summary = read_segments(stage_dir.as_deref(), &segments[start..], order, &mut visit)?;
         // A crash right after a rollover can leave the newest segment without records; the end
         // of the journal is then in the segment before it.
         if summary.last_seq.is_some() || start == 0 {
@@ -774,14 +927,11 @@ pub fn scan_from(
     mut visit: impl FnMut(u64, &[u8]) -> ControlFlow<()>,
 ) -> Result<(), JournalError> {
     let segments = list_segments(directory, name)?;
+    let stage_dir = staging::recorded(directory, name);
     let start = segments.windows(2).take_while(|pair| pair[1].first_seq <= from_seq).count();
     let mut last_seq: Option<u64> = None;
     for segment in &segments[start..] {
-        let file = File::open(&segment.path).map_err(io(&segment.path))?;
-        // SAFETY: `map` is unsafe only because another process could change the file under the
-        // mapping; a data directory has one owning process, which alone opens its segments.
-        #[allow(unsafe_code)]
-        let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io(&segment.path))?;
+        let bytes = map_segment(stage_dir.as_deref(), segment)?;
         let flow = visit_segment(segment, &bytes, order, &mut last_seq, |seq, payload| {
             Ok(if seq >= from_seq { visit(seq, payload) } else { ControlFlow::Continue(()) })
         })?;
@@ -829,6 +979,7 @@ fn visit_segment(
 }
 
 fn read_segments(
+    stage_dir: Option<&Path>,
     segments: &[Segment],
     order: SeqOrder,
     mut visit: impl FnMut(u64, &[u8]) -> Result<(), JournalError>,
@@ -836,7 +987,7 @@ fn read_segments(
     let mut last_seq: Option<u64> = None;
     let mut records = 0;
     for segment in segments {
-        let bytes = fs::read(&segment.path).map_err(io(&segment.path))?;
+        let bytes = read_segment(stage_dir, segment)?;
         // This visitor never breaks: every record is read.
         let _ = visit_segment(segment, &bytes, order, &mut last_seq, |seq, payload| {
             visit(seq, payload)?;

@@ -22,3 +22,4 @@ pub mod ring;
 pub mod sequencer;
 pub mod snapshot_store;
 mod snapshot_writer;
+pub mod staging;

@@ -115,6 +115,7 @@ fn journal_config(config: &SequencerConfig, name: &str, order: SeqOrder) -> Jour
         order,
         durability: config.durability,
         truncate_corrupt: config.truncate_corrupt,
+        staging: crate::staging::default_root(),
     }
 }
 

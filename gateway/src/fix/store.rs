@@ -440,6 +440,7 @@ impl FixStore {
             // last sync; the sessions continue from what survived, and the counterparties'
             // ResendRequests and sequence resets do the rest.
             truncate_corrupt: true,
+            staging: sequencer::staging::default_root(),
         };
         let (journal, report) = Journal::open(config).map_err(fail)?;
         if let Some((segment, offset, bytes)) = &report.truncated_corruption {

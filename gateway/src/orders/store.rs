@@ -215,6 +215,7 @@ impl OrderStore {
             // last sync: the requests that survived are used; commands whose requests were
             // lost are sequenced but reported to no session.
             truncate_corrupt: true,
+            staging: sequencer::staging::default_root(),
         })
         .map_err(log_error)?;
         if let Some((segment, offset, bytes)) = &report.truncated_corruption {
