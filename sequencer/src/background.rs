@@ -16,7 +16,8 @@
 //!
 //! `fdatasync` on the file is what `msync` does on Linux for a shared mapping (it writes back the
 //! file's dirty pages, however they were dirtied), so the flusher needs only the file, never the
-//! writer's mapping.
+//! writer's mapping. When the journal stages its segments (`staging.rs`), the writer's mapping is
+//! of a tmpfs copy, and the flusher first writes the committed bytes from it into the disk file.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
