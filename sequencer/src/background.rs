@@ -33,6 +33,10 @@ use memmap2::{Mmap, MmapMut};
 const REARM_AHEAD_MAX: usize = 256 * 1024;
 /// How much [`Shared::rearm`] prepares per hold of the lock the writer's roll-over takes.
 const REARM_CHUNK: usize = 16 * 1024;
+/// The most a helper writes or reserves in one system call: tens of microseconds of kernel
+/// work, after which the thread returns to user space, where the scheduler can switch to the
+/// latency-critical thread sharing its core (the kernel is built without preemption).
+pub(crate) const KERNEL_CALL_BYTES: usize = 64 * 1024;
 
 /// The staged copy of a segment (see `staging.rs`), as the flusher copies from it.
 #[derive(Debug)]
@@ -61,11 +65,40 @@ impl Stage {
     fn copy_to(&self, disk: &File, end: usize) -> std::io::Result<()> {
         let end = end.min(self.map.len());
         let from = self.copied.load(Ordering::Acquire);
-        if end > from {
-            disk.write_all_at(&self.map[from..end], from as u64)?;
-            self.copied.fetch_max(end, Ordering::AcqRel);
+        // In pieces: the kernel here does not preempt a thread inside a system call, and one
+        // `pwrite` of the megabytes a log gathers between syncs kept the FIX thread, on the same
+        // core, waiting for a millisecond or more. Each return to user space lets it in.
+        let mut at = from;
+        while at < end {
+            let piece = (end - at).min(KERNEL_CALL_BYTES);
+            disk.write_all_at(&self.map[at..at + piece], at as u64)?;
+            start_write_back(disk, at as u64, piece as u64)?;
+            at += piece;
+            self.copied.fetch_max(at, Ordering::AcqRel);
         }
         Ok(())
+    }
+}
+
+/// Starts writing back `len` bytes of `file` from `offset`, without waiting for the disk, so
+/// that the `fdatasync` that follows finds little left to submit: submitting the write-back of
+/// megabytes in that one call kept the core for milliseconds, and the kernel here does not
+/// preempt a system call (see [`KERNEL_CALL_BYTES`]).
+fn start_write_back(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Ok(());
+    };
+    // SAFETY: `sync_file_range` reads nothing from this process's memory; the descriptor is
+    // `file`'s, open for the duration of the call.
+    #[allow(unsafe_code)]
+    let result = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -395,9 +428,13 @@ fn map_writable(file: &File) -> std::io::Result<MmapMut> {
     Ok(map)
 }
 
-/// Creates a segment file of `bytes` at `path`, every block allocated and synced, with its
-/// directory entry synced too. With `staged`, the writer's mapping is of a staged copy created
-/// there; the disk file is then written with `write`, so that none of its pages is ever mapped.
+/// Creates a segment file of `bytes` at `path` and syncs it and its directory entry.
+///
+/// Mapped directly, every block is written now, so that the writer's appends never wait on the
+/// file system for one. With `staged`, the writer's mapping is of a staged copy created there
+/// (its memory reserved up front), and the disk file is left sparse: only the flusher writes
+/// it, with `pwrite`, and a block it allocates then costs the flusher, not the writer. Writing
+/// tens of megabytes of zeros per segment would also compete for the disk with the syncs.
 pub(crate) fn prepare_segment(
     directory: &Path,
     path: &Path,
@@ -406,20 +443,8 @@ pub(crate) fn prepare_segment(
 ) -> std::io::Result<(File, MmapMut)> {
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
     file.set_len(bytes)?;
-    // Writing every block now means appends (or the flusher's copies) never wait on the file
-    // system for one.
     let map = match staged {
-        Some(staged) => {
-            let zeros = vec![0u8; 1 << 20];
-            let mut at = 0;
-            while at < bytes {
-                let len =
-                    usize::try_from(bytes - at).map_or(zeros.len(), |left| left.min(zeros.len()));
-                file.write_all_at(&zeros[..len], at)?;
-                at += len as u64;
-            }
-            map_writable(&crate::staging::create(staged, bytes, &[])?)?
-        }
+        Some(staged) => map_writable(&crate::staging::create(staged, bytes, &[])?)?,
         None => {
             let mut map = map_writable(&file)?;
             map.fill(0);
@@ -464,7 +489,7 @@ impl Preparer {
         let wanted = Arc::new(AtomicBool::new(false));
         let thread_wanted = Arc::clone(&wanted);
         let thread = thread::Builder::new().name(format!("prepare-{name}")).spawn(move || {
-            crate::priority::set_current_thread_nice(crate::priority::BACKGROUND_NICE);
+            crate::priority::set_current_thread_nice(crate::priority::HOUSEKEEPING_NICE);
             while !thread_stop.load(Ordering::Acquire) {
                 let path = spare_path(&directory, &name, number);
                 drop(std::mem::take(

@@ -13,11 +13,14 @@
 //! suffers, so the failure is reported to the caller and otherwise ignored.
 
 /// Helpers whose delay shows up somewhere, though not in an order's answer under the default
-/// release policy: the group-commit flushers (the durable watermark) and the HTTP pump (the
-/// wallet API's read model). They keep a real share of the core under load.
+/// release policy: the group-commit flushers (the durable watermark), the HTTP pump (the wallet
+/// API's read model) and the segment preparers. They keep a real share of the core under load.
+/// A preparer at nice 19 got so little of a busy core that its spare (a few milliseconds of
+/// work) was not ready a second later, and the FIX thread prepared its next segment itself at
+/// roll-over, a 12 ms stall.
 pub const HOUSEKEEPING_NICE: i32 = 10;
 
-/// Helpers that work ahead of need: segment preparers and snapshot writers.
+/// Helpers that work ahead of need and can wait: snapshot writers.
 pub const BACKGROUND_NICE: i32 = 19;
 
 /// Sets the nice value of the calling thread; false if the system refused.

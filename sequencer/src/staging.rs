@@ -175,7 +175,14 @@ pub(crate) fn reconcile(directory: &Path, name: &str) -> std::io::Result<usize> 
 /// `SIGBUS`, not an error), and starting with `prefix`.
 pub(crate) fn create(path: &Path, bytes: u64, prefix: &[u8]) -> std::io::Result<File> {
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, bytes)?;
+    // In pieces of a few dozen pages, for the reason `KERNEL_CALL_BYTES` gives.
+    let piece = crate::background::KERNEL_CALL_BYTES as u64;
+    let mut at = 0;
+    while at < bytes {
+        let len = piece.min(bytes - at);
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), at, len)?;
+        at += len;
+    }
     if !prefix.is_empty() {
         file.write_all_at(prefix, 0)?;
     }
