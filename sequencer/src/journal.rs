@@ -832,6 +832,19 @@ impl Journal {
     /// supersede (the FIX session log), not for the command and event journals, which replay
     /// needs whole.
     pub fn remove_segments_before(&mut self, seq: u64) -> Result<usize, JournalError> {
+        let detached = self.detach_segments_before(seq);
+        let count = detached.len();
+        detached.delete()?;
+        Ok(count)
+    }
+
+    /// Like [`Journal::remove_segments_before`], but leaves deleting the files to the caller,
+    /// so that a journal shared under a lock can be pruned without holding it for the deletes
+    /// (milliseconds of file-system work, which the writer would wait out). The journal forgets
+    /// the segments at once; readers never start in them again, since their records all lie
+    /// below `seq`.
+    #[must_use = "the segments' files stay until deleted"]
+    pub fn detach_segments_before(&mut self, seq: u64) -> DetachedSegments {
         // In a strict journal a segment's records lie below the next segment's first seq.
         let removable = self
             .segments
@@ -839,20 +852,50 @@ impl Journal {
             .take_while(|pair| pair[1].first_seq <= seq)
             .count()
             .min(self.segments.len().saturating_sub(1));
-        for segment in &self.segments[..removable] {
-            fs::remove_file(&segment.path).map_err(io(&segment.path))?;
-            if let Some(staged) = staging::staged_copy(self.stage_dir.as_deref(), &segment.path) {
-                // Already copied and synced (it was rolled over from), or about to be in vain.
-                let _ = fs::remove_file(staged);
-            }
-        }
-        self.segments.drain(..removable);
-        Ok(removable)
+        let files = self
+            .segments
+            .drain(..removable)
+            .map(|segment| {
+                let staged = staging::staged_copy(self.stage_dir.as_deref(), &segment.path);
+                (segment.path, staged)
+            })
+            .collect();
+        DetachedSegments { files }
     }
 
     /// A handle with which another thread makes this journal durable up to its last commit.
     pub fn sync_handle(&self) -> JournalSync {
         JournalSync(Arc::clone(&self.shared))
+    }
+}
+
+/// Segments a journal has let go of, whose files are still to be deleted.
+#[derive(Debug, Default)]
+pub struct DetachedSegments {
+    /// Each segment's file and its staged copy, if one exists.
+    files: Vec<(PathBuf, Option<PathBuf>)>,
+}
+
+impl DetachedSegments {
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Deletes the files. A segment whose file stays after an error is found again by the
+    /// next open, with records that are only older than what follows it.
+    pub fn delete(self) -> Result<(), JournalError> {
+        for (path, staged) in self.files {
+            fs::remove_file(&path).map_err(io(&path))?;
+            if let Some(staged) = staged {
+                // Already copied and synced (it was rolled over from), or about to be in vain.
+                let _ = fs::remove_file(staged);
+            }
+        }
+        Ok(())
     }
 }
 

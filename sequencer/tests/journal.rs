@@ -141,7 +141,13 @@ fn a_segment_can_be_started_early_and_superseded_segments_removed() {
     // Segments start at 1, 6 and 26; the one being written is never removed.
     assert_eq!(segment_files(&dir.0).len(), 3);
     assert_eq!(journal.remove_segments_before(5).unwrap(), 0);
-    assert_eq!(journal.remove_segments_before(6).unwrap(), 1);
+    // Detached, a segment is forgotten at once and its file deleted only when told.
+    let detached = journal.detach_segments_before(6);
+    assert_eq!(detached.len(), 1);
+    assert_eq!(segment_files(&dir.0).len(), 3);
+    assert!(journal.detach_segments_before(6).is_empty(), "the journal forgot it");
+    detached.delete().unwrap();
+    assert_eq!(segment_files(&dir.0).len(), 2);
     assert_eq!(journal.remove_segments_before(u64::MAX).unwrap(), 1);
     assert_eq!(segment_files(&dir.0).len(), 1);
     journal.commit().unwrap();

@@ -37,7 +37,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use sequencer::journal::{
-    read_all, scan_from, Durability, Journal, JournalConfig, JournalError, SeqOrder,
+    read_all, scan_from, DetachedSegments, Durability, Journal, JournalConfig, JournalError,
+    SeqOrder,
 };
 
 use super::{EntrySnapshot, Request};
@@ -127,8 +128,9 @@ impl RequestLog {
         Ok(record)
     }
 
-    /// Forgets requests below `next_request` and deletes the segments only they were in.
-    fn prune(&mut self, next_request: u64) -> Result<(), JournalError> {
+    /// Forgets requests below `next_request` and detaches the segments only they were in, for
+    /// the caller to delete once it has let go of the lock.
+    fn prune(&mut self, next_request: u64) -> DetachedSegments {
         self.redundant_below = self.redundant_below.max(next_request);
         while self.requests.front().is_some_and(|&(number, _)| number < self.redundant_below) {
             self.requests.pop_front();
@@ -138,8 +140,7 @@ impl RequestLog {
         // durable start, which is the delivered mark of its time, so the newest durable mark
         // always survives a crash of the machine too.
         let durable_end = self.journal.durable_seq() + 1;
-        self.journal.remove_segments_before(keep_from.min(durable_end))?;
-        Ok(())
+        self.journal.detach_segments_before(keep_from.min(durable_end))
     }
 }
 
@@ -364,7 +365,10 @@ impl OrderStore {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db.write_opt(batch, &options).map_err(self.rocks())?;
-        self.lock().prune(snapshot.next_request).map_err(self.log_error())
+        // The deletes wait until the lock is released: the FIX thread stores every request
+        // under it, and this thread runs at the lowest priority.
+        let detached = self.lock().prune(snapshot.next_request);
+        detached.delete().map_err(self.log_error())
     }
 
     fn snapshot_seqs(&self) -> Result<Vec<u64>, OrderStoreError> {
