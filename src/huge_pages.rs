@@ -13,11 +13,23 @@
 //! (the engine's, the order entry's) are otherwise touched page by page as they fill, and on this
 //! virtual machine the first write to a huge page took milliseconds (the host backing it too):
 //! the FIX thread and the load generator stalled for 20-30 ms at a time mid-run. Now that cost
-//! is paid where the block is allocated, at start-up for those tables.
+//! is paid where the block is allocated, at start-up for those tables. A node stops it once it
+//! serves ([`stop_prefaulting`]): faulting in a block holds the process's memory-map lock for
+//! reading, and a snapshot thread growing a buffer of megabytes then kept the FIX thread
+//! waiting for that lock (to grow its own heap) for 5-12 ms at a time.
 
 #![allow(unsafe_code)] // A global allocator is unsafe by definition; each block says why it holds.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether large blocks are faulted in at allocation; see the module documentation.
+static PREFAULT: AtomicBool = AtomicBool::new(true);
+
+/// Large blocks allocated from now on are faulted in when first written, not at allocation.
+pub fn stop_prefaulting() {
+    PREFAULT.store(false, Ordering::Relaxed);
+}
 
 /// Blocks at least this large get huge-page treatment.
 const HUGE_PAGE_BYTES: usize = 2 << 20;
@@ -48,6 +60,9 @@ fn advise(pointer: *mut u8, layout: Layout) {
         // megabytes (a snapshot's buffer) must not hold its core for that long in one.
         unsafe {
             libc::madvise(pointer.cast(), layout.size(), libc::MADV_HUGEPAGE);
+            if !PREFAULT.load(Ordering::Relaxed) {
+                return;
+            }
             for offset in (0..layout.size()).step_by(HUGE_PAGE_BYTES) {
                 let len = HUGE_PAGE_BYTES.min(layout.size() - offset);
                 if libc::madvise(pointer.add(offset).cast(), len, libc::MADV_POPULATE_WRITE) != 0 {

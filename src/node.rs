@@ -324,6 +324,8 @@ impl Node {
                 let stats = app.run(&mut idle, |_| false);
                 (app.into_sequencer(), stats)
             })?;
+        // Every table the node sizes up front exists now.
+        crate::huge_pages::stop_prefaulting();
         let node = Node {
             fix_address,
             http_address,

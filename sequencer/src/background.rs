@@ -274,10 +274,15 @@ impl Shared {
         // Under the lock the mapping is the writer's current one, and stays mapped: the writer
         // replaces it only under this lock, and unmaps the old one after. The tail read under it
         // belongs to that mapping too: a roll-over resets both under the lock.
-        let (mapping, tail) = {
+        let (mapping, tail, staged) = {
             let files = self.lock();
-            (files.mapping, self.tail.load(Ordering::Acquire))
+            (files.mapping, self.tail.load(Ordering::Acquire), files.current.stage.is_some())
         };
+        if staged {
+            // A staged segment's pages were all faulted in when it was prepared (`populate`),
+            // and tmpfs never writes one back, so none is ever write-protected again.
+            return tail;
+        }
         let (address, length) = mapping;
         // After a roll-over the tail starts again near zero: prepare one page.
         let ahead = tail.saturating_sub(previous_tail).min(REARM_AHEAD_MAX);
@@ -419,6 +424,32 @@ fn remove_spares(directory: &Path, name: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Faults every page of `map` in writable, a piece at a time (`KERNEL_CALL_BYTES`), so that the
+/// writer appending through it never takes a page fault: for a staged segment, whose memory
+/// `fallocate` reserved, this only fills page tables. Without it the FIX thread took a fault
+/// for every 4 KiB its logs grew, 7,700 a second at 50,000 orders a second.
+pub(crate) fn populate(map: &mut MmapMut) -> std::io::Result<()> {
+    let address = map.as_mut_ptr();
+    let mut at = 0;
+    while at < map.len() {
+        let len = KERNEL_CALL_BYTES.min(map.len() - at);
+        // SAFETY: `address + at .. + len` lies within `map`, which this function borrows
+        // mutably, so nothing else touches it meanwhile; MADV_POPULATE_WRITE only faults the
+        // pages in writable and leaves their contents alone.
+        #[allow(unsafe_code)]
+        let result = unsafe {
+            rustix::mm::madvise(address.add(at).cast(), len, rustix::mm::Advice::LinuxPopulateWrite)
+        };
+        match result {
+            Ok(()) => at += len,
+            // A kernel before 5.14: the pages fault on first write instead.
+            Err(rustix::io::Errno::INVAL) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
 fn map_writable(file: &File) -> std::io::Result<MmapMut> {
     // SAFETY: `map_mut` is unsafe only because another process could change the file under the
     // mapping; a data directory (and its staging directory) has one owning process, which alone
@@ -444,7 +475,11 @@ pub(crate) fn prepare_segment(
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
     file.set_len(bytes)?;
     let map = match staged {
-        Some(staged) => map_writable(&crate::staging::create(staged, bytes, &[])?)?,
+        Some(staged) => {
+            let mut map = map_writable(&crate::staging::create(staged, bytes, &[])?)?;
+            populate(&mut map)?;
+            map
+        }
         None => {
             let mut map = map_writable(&file)?;
             map.fill(0);

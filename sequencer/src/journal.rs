@@ -42,7 +42,7 @@ use std::time::Duration;
 use memmap2::MmapMut;
 
 use crate::background::{
-    prepare_segment, Flusher, Preparer, SegmentFiles, Shared, SpareSegment, Stage,
+    populate, prepare_segment, Flusher, Preparer, SegmentFiles, Shared, SpareSegment, Stage,
 };
 use crate::staging;
 
@@ -415,7 +415,8 @@ fn stage_tail(
         let map = unsafe { MmapMut::map_mut(&file) };
         map
     });
-    let writer_map = writer_map.map_err(failed)?;
+    let mut writer_map = writer_map.map_err(failed)?;
+    populate(&mut writer_map).map_err(io(&staged_path))?;
     let stage = Stage::open(staged_path.clone(), offset).map_err(io(&staged_path))?;
     Ok((stage, writer_map))
 }

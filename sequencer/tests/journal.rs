@@ -537,3 +537,33 @@ fn records_staged_when_the_process_dies_are_recovered_at_the_next_open() {
     assert_eq!(read(&dir.0), (1..=101).collect::<Vec<_>>());
     assert!(!dir.0.join("commands.staging").exists(), "the staging record is gone");
 }
+
+#[test]
+fn appends_to_a_staged_segment_take_no_page_fault() {
+    // A staged segment is faulted in whole when it is prepared (and tmpfs never writes a page
+    // back), so the writer's appends fill pages without faulting: without that, each new page
+    // of the log faulted on the writer's thread. Each attempt appends across several pages; a
+    // stray fault for another reason is allowed by trying a few times.
+    let dir = TempDir::new("journal", "staged-faults");
+    let lazy = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: u64::MAX };
+    let (mut journal, _) =
+        Journal::open(staged(&dir.0, &dir.0.join("stage"), 1 << 20, lazy)).unwrap();
+    let mut buffer = String::with_capacity(4096);
+    minor_faults(&mut buffer);
+    let mut seq = 0;
+    let mut faults = Vec::new();
+    for _ in 0..5 {
+        let records: Vec<_> = (seq + 1..=seq + 100).map(|seq| (seq, payload(seq))).collect();
+        let before = minor_faults(&mut buffer);
+        for (seq, bytes) in &records {
+            journal.append(*seq, bytes).unwrap();
+        }
+        let after = minor_faults(&mut buffer);
+        seq += 100;
+        if after == before {
+            return;
+        }
+        faults.push(after - before);
+    }
+    panic!("appends across {} pages faulted: {faults:?}", 100 * FRAME / 4096);
+}
