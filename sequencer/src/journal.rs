@@ -624,7 +624,7 @@ impl Journal {
             stage_dir,
         };
         let mut journal = journal;
-        if journal.offset > journal.map.len() / 2 {
+        if journal.wants_spare() {
             journal.request_spare();
         }
         Ok((journal, report))
@@ -702,10 +702,21 @@ impl Journal {
         self.offset += frame_bytes;
         self.last_seq = Some(seq);
         self.unflushed_records += 1;
-        if !self.spare_requested && self.offset > self.map.len() / 2 {
+        if !self.spare_requested && self.wants_spare() {
             self.request_spare();
         }
         Ok(())
+    }
+
+    /// Whether the preparer should make the next segment now. A segment mapped directly waits
+    /// until the current one is half full, so that preparing it (writing every block) does not
+    /// compete with the appends for the disk for long. A staged one is asked for at once: it
+    /// costs the disk nothing, and reserving tens of megabytes of memory the host has not
+    /// backed yet can take the preparer a second or more on this VM; a spare still missing at
+    /// roll-over is prepared by the writer itself, and a run of `bench fix` once stalled for
+    /// seconds that way.
+    fn wants_spare(&self) -> bool {
+        self.stage_dir.is_some() || self.offset > self.map.len() / 2
     }
 
     /// Asks the preparer for the next segment, once per segment.
