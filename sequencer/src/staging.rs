@@ -14,7 +14,7 @@
 //! What a record survives is unchanged. Once appended it is in memory the kernel keeps when the
 //! process dies (a tmpfs file, like the page cache before), and once synced it is on disk. A
 //! crash of the process leaves the staged copies behind; opening the journal again writes what
-//! they hold beyond the disk files into them first ([`reconcile`]). A crash of the machine loses
+//! they hold beyond the disk files into them first (`reconcile`). A crash of the machine loses
 //! tmpfs and the page cache alike, and recovery then reads what the last sync put on disk.
 //!
 //! ```text
