@@ -319,13 +319,30 @@ fn exchange_run_keeps_every_thread_but_the_loop_off_the_loops_core() {
     let config = config(&dir.0);
     let mut node = NodeProcess::start(&dir.0.join("data"), &config);
     let pid = node.child.id();
+    // The node prints its banner before every helper thread has started (the loop may still be
+    // starting): list the threads again until the loop is among them, within a bound that
+    // only a broken node reaches.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut threads = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let task = task.unwrap().path();
-        let name = std::fs::read_to_string(task.join("comm")).unwrap().trim().to_owned();
-        let tid: u32 = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
-        let cpus = allowed_cpus(&std::fs::read_to_string(task.join("status")).unwrap());
-        threads.push((tid, name, cpus));
+    loop {
+        threads.clear();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let task = task.unwrap().path();
+            // A thread that ended while being listed is not one to check.
+            let (Ok(comm), Ok(status)) = (
+                std::fs::read_to_string(task.join("comm")),
+                std::fs::read_to_string(task.join("status")),
+            ) else {
+                continue;
+            };
+            let tid: u32 = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
+            threads.push((tid, comm.trim().to_owned(), allowed_cpus(&status)));
+        }
+        let loop_started = threads.iter().any(|(_, name, _)| name == "application-loo");
+        if loop_started || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     let (_, _, loop_cpus) = threads
         .iter()

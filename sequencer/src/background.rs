@@ -113,10 +113,15 @@ pub(crate) struct SegmentFiles {
 impl SegmentFiles {
     /// Brings the disk file up to `end` (staged journals) and syncs it.
     fn sync_to(&self, end: usize) -> std::io::Result<()> {
-        if let Some(stage) = &self.stage {
-            stage.copy_to(&self.disk, end)?;
+        let Some(stage) = &self.stage else { return self.disk.sync_data() };
+        let synced = stage.copied.load(Ordering::Acquire);
+        let result = stage.copy_to(&self.disk, end).and_then(|()| self.disk.sync_data());
+        if result.is_err() {
+            // What was copied is not known to be on disk (a failed fdatasync may even have
+            // marked the pages clean): a later sync copies it again rather than trusting it.
+            stage.copied.store(synced, Ordering::Release);
         }
-        self.disk.sync_data()
+        result
     }
 }
 
@@ -150,6 +155,8 @@ pub(crate) struct Shared {
     stop: AtomicBool,
     failed: AtomicBool,
     failure: Mutex<Option<(PathBuf, std::io::Error)>>,
+    /// Held for the whole of a sync (see [`Shared::sync`]).
+    sync_lock: Mutex<()>,
 }
 
 impl Shared {
@@ -176,6 +183,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
+            sync_lock: Mutex::new(()),
         }
     }
 
@@ -188,6 +196,9 @@ impl Shared {
     /// from the writer and the flusher at once: each syncs what it saw, and the watermark only
     /// moves forward.
     pub fn sync(&self) -> Result<(), (PathBuf, std::io::Error)> {
+        // One sync at a time: a second one finding the retired list already taken by the first
+        // would otherwise publish a watermark covering segments the first has not yet synced.
+        let _one_at_a_time = self.sync_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let target = self.committed.load(Ordering::Acquire);
         // Take the list under the lock and sync outside it, so that a roll-over on the writer's
         // thread never waits for a sync in flight. The tail read under the lock belongs to
@@ -231,13 +242,20 @@ impl Shared {
     /// up to `end`, all the writer appended), without syncing, and removes the staged copies.
     /// Nothing staged is then lost when tmpfs is, and nothing is left in it.
     pub fn unstage(&self, end: usize) -> std::io::Result<()> {
+        let _one_at_a_time = self.sync_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let files = self.lock();
         let segments =
             files.retired.iter().cloned().chain(std::iter::once((files.current.clone(), end)));
         for (segment, end) in segments {
             if let Some(stage) = &segment.stage {
                 stage.copy_to(&segment.disk, end)?;
-                fs::remove_file(&stage.path)?;
+                match fs::remove_file(&stage.path) {
+                    // Pruned already (`DetachedSegments::delete`).
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(error)
+                    }
+                    _ => {}
+                }
             }
         }
         Ok(())

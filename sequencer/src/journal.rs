@@ -645,8 +645,10 @@ impl Journal {
         let header = segment_header(config.order, first_seq, config.segment_bytes);
         if let Some(SpareSegment { path: spare_path, file, mut map, staged }) = spare {
             map[..SEGMENT_HEADER_BYTES].copy_from_slice(&header);
-            // The disk file first: a staged copy never exists without its disk segment.
-            fs::rename(&spare_path, &path).map_err(io(&path))?;
+            // The staged copy first, so that a reader who finds the disk segment also finds the
+            // copy with its header (the disk file's is still blank). A staged copy left without
+            // its disk segment by a crash in between holds only a header, and the next open
+            // drops it.
             let stage = match (staged, staged_path) {
                 (Some(staged), Some(staged_path)) => {
                     fs::rename(&staged, &staged_path).map_err(io(&staged_path))?;
@@ -655,6 +657,7 @@ impl Journal {
                 }
                 _ => None,
             };
+            fs::rename(&spare_path, &path).map_err(io(&path))?;
             let files = SegmentFiles { disk: Arc::new(file), stage };
             return Ok((Segment { path, first_seq }, files, map));
         }
@@ -793,6 +796,12 @@ impl Journal {
 
     /// Makes everything appended so far durable now, on the caller's thread.
     pub fn flush(&mut self) -> Result<(), JournalError> {
+        if self.shared.failed() {
+            return Err(self.flusher_failure());
+        }
+        // The tail first, as at a commit: a staged journal's sync copies up to it, so without it
+        // the records since the last commit would be counted durable without reaching the disk.
+        self.shared.tail.store(self.offset, Ordering::Release);
         self.shared.committed.store(self.last_seq.unwrap_or(0), Ordering::Release);
         self.unflushed_records = 0;
         self.shared.sync().map_err(|(path, source)| JournalError::Io { path, source })

@@ -90,14 +90,14 @@ fn unique_suffix() -> u64 {
     hasher.finish()
 }
 
-/// The staging directory of journal `name` under `root`: the recorded one if it lies there,
-/// otherwise a new one, recorded (durably) before anything is staged in it.
+/// A new staging directory for journal `name` under `root`, recorded (durably) before anything
+/// is staged in it.
 pub(crate) fn establish(directory: &Path, name: &str, root: &Path) -> std::io::Result<PathBuf> {
-    if let Some(existing) = recorded(directory, name) {
-        if existing.parent() == Some(root) {
-            fs::create_dir_all(&existing)?;
-            return Ok(existing);
-        }
+    // A new directory every open, never the recorded one: [`reconcile`] has just emptied it,
+    // and a copy of this data directory opened beside the original (a restored backup, say)
+    // must not stage into the original's files.
+    if let Some(previous) = recorded(directory, name) {
+        let _ = fs::remove_dir(previous);
     }
     let stage_dir = root.join(format!("exchange-{name}-{:016x}", unique_suffix()));
     fs::create_dir_all(&stage_dir)?;
@@ -166,6 +166,10 @@ pub(crate) fn reconcile(directory: &Path, name: &str) -> std::io::Result<usize> 
             }
         }
         fs::remove_file(&staged)?;
+    }
+    if merged > 0 {
+        // The merged segments' names may not have reached the disk before the crash either.
+        File::open(directory)?.sync_all()?;
     }
     Ok(merged)
 }

@@ -567,3 +567,23 @@ fn appends_to_a_staged_segment_take_no_page_fault() {
     }
     panic!("appends across {} pages faulted: {faults:?}", 100 * FRAME / 4096);
 }
+
+#[test]
+fn a_flush_without_a_commit_puts_every_record_on_disk() {
+    // A flush ends a batch as a commit does (the loop flushes instead of committing at shutdown
+    // and before a snapshot): what it reports durable must be in the disk file, across a
+    // roll-over too.
+    let dir = TempDir::new("journal", "staged-flush");
+    let lazy = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: u64::MAX };
+    let segment_bytes = (FIRST_FRAME + 20 * FRAME + 4) as u64;
+    let (mut journal, _) =
+        Journal::open(staged(&dir.0, &dir.0.join("stage"), segment_bytes, lazy)).unwrap();
+    for seq in 1..=30 {
+        journal.append(seq, &payload(seq)).unwrap();
+    }
+    journal.flush().unwrap();
+    assert_eq!(journal.durable_seq(), 30);
+    let on_disk: Vec<u64> = segment_files(&dir.0).iter().flat_map(|s| seqs_on_disk(s)).collect();
+    assert_eq!(on_disk, (1..=30).collect::<Vec<_>>());
+    std::mem::forget(journal);
+}
