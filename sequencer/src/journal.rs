@@ -994,8 +994,12 @@ pub fn scan_from(
     let stage_dir = staging::recorded(directory, name);
     let start = segments.windows(2).take_while(|pair| pair[1].first_seq <= from_seq).count();
     let mut last_seq: Option<u64> = None;
-    for segment in &segments[start..] {
+    let reading = &segments[start..];
+    for (index, segment) in reading.iter().enumerate() {
         let bytes = map_segment(stage_dir.as_deref(), segment)?;
+        if index + 1 == reading.len() && blank_header(&bytes) {
+            break;
+        }
         let flow = visit_segment(segment, &bytes, order, &mut last_seq, |seq, payload| {
             Ok(if seq >= from_seq { visit(seq, payload) } else { ControlFlow::Continue(()) })
         })?;
@@ -1042,6 +1046,13 @@ fn visit_segment(
     }
 }
 
+/// Whether a segment's header is still all zeros: the newest segment, between its rename into
+/// place and the writing of its header (or after a crash there, until the next open removes
+/// it). It holds no record yet, so a reader treats it as empty rather than as damaged.
+fn blank_header(bytes: &[u8]) -> bool {
+    bytes.len() >= SEGMENT_HEADER_BYTES && zero_from(&bytes[..SEGMENT_HEADER_BYTES], 0, 0)
+}
+
 fn read_segments(
     stage_dir: Option<&Path>,
     segments: &[Segment],
@@ -1050,8 +1061,11 @@ fn read_segments(
 ) -> Result<ReadSummary, JournalError> {
     let mut last_seq: Option<u64> = None;
     let mut records = 0;
-    for segment in segments {
+    for (index, segment) in segments.iter().enumerate() {
         let bytes = read_segment(stage_dir, segment)?;
+        if index + 1 == segments.len() && blank_header(&bytes) {
+            break;
+        }
         // This visitor never breaks: every record is read.
         let _ = visit_segment(segment, &bytes, order, &mut last_seq, |seq, payload| {
             visit(seq, payload)?;
