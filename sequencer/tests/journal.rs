@@ -77,6 +77,17 @@ fn write(directory: &Path, segment_bytes: u64, seqs: std::ops::RangeInclusive<u6
     journal.commit().unwrap();
 }
 
+/// The seqs a [`scan_from`] of the whole journal from `from_seq` visits.
+fn scanned(directory: &Path, from_seq: u64) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    scan_from(directory, "commands", SeqOrder::Strict, from_seq, |seq, _| {
+        seqs.push(seq);
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    seqs
+}
+
 fn read(directory: &Path) -> Vec<u64> {
     let mut seqs = Vec::new();
     read_all(directory, "commands", SeqOrder::Strict, |seq, bytes| {
@@ -174,13 +185,7 @@ fn a_scan_starts_at_its_seq_in_the_right_segment_and_stops_when_told() {
     })
     .unwrap();
     assert_eq!(seen, (47..=63).collect::<Vec<_>>());
-    let mut count = 0;
-    scan_from(&dir.0, "commands", SeqOrder::Strict, 0, |_, _| {
-        count += 1;
-        std::ops::ControlFlow::Continue(())
-    })
-    .unwrap();
-    assert_eq!(count, 100);
+    assert_eq!(scanned(&dir.0, 0).len(), 100);
 }
 
 #[test]
@@ -195,13 +200,7 @@ fn a_last_segment_whose_header_never_reached_the_disk_is_dropped() {
     // Readers see it as empty too (a running node's newest segment looks the same for a moment
     // at every roll-over).
     assert_eq!(read(&dir.0), (1..=20).collect::<Vec<_>>());
-    let mut scanned = 0;
-    scan_from(&dir.0, "commands", SeqOrder::Strict, 15, |_, _| {
-        scanned += 1;
-        std::ops::ControlFlow::Continue(())
-    })
-    .unwrap();
-    assert_eq!(scanned, 6);
+    assert_eq!(scanned(&dir.0, 15), (15..=20).collect::<Vec<_>>());
     let (mut journal, report) =
         Journal::open(config(&dir.0, segment_bytes, Durability::PageCache)).unwrap();
     assert_eq!((report.segments, report.records, report.last_seq), (1, 20, Some(20)));
@@ -493,13 +492,7 @@ fn a_staged_journal_syncs_to_disk_and_readers_see_what_is_not_synced_yet() {
     // (replay, FIX resend) see every record.
     assert_eq!(seqs_on_disk(&segment), Vec::<u64>::new());
     assert_eq!(read(&dir.0), (1..=10).collect::<Vec<_>>());
-    let mut scanned = Vec::new();
-    scan_from(&dir.0, "commands", SeqOrder::Strict, 4, |seq, _| {
-        scanned.push(seq);
-        std::ops::ControlFlow::Continue(())
-    })
-    .unwrap();
-    assert_eq!(scanned, (4..=10).collect::<Vec<_>>());
+    assert_eq!(scanned(&dir.0, 4), (4..=10).collect::<Vec<_>>());
     // A sync writes them to the disk file and moves the watermark.
     journal.flush().unwrap();
     assert_eq!(journal.durable_seq(), 10);
