@@ -50,14 +50,10 @@ pub(crate) struct Stage {
 }
 
 impl Stage {
-    /// The staged file at `path`, whose first `copied` bytes the disk file already has.
-    pub fn open(path: PathBuf, copied: usize) -> std::io::Result<Stage> {
-        let file = File::open(&path)?;
-        // SAFETY: `map` is unsafe only because another process could change the file under the
-        // mapping; the staged file belongs to this journal's one writer, which only appends.
-        #[allow(unsafe_code)]
-        let map = unsafe { Mmap::map(&file) }?;
-        Ok(Stage { path, map, copied: AtomicUsize::new(copied) })
+    /// The staged file now at `path`, read through `view` (see [`map_view`]), whose first
+    /// `copied` bytes the disk file already has.
+    pub fn new(path: PathBuf, view: Mmap, copied: usize) -> Stage {
+        Stage { path, map: view, copied: AtomicUsize::new(copied) }
     }
 
     /// Writes the staged bytes up to `end` that the disk file lacks into it, at the same offsets.
@@ -193,8 +189,8 @@ impl Shared {
     }
 
     /// Makes every record committed so far durable and publishes the watermark. Safe to call
-    /// from the writer and the flusher at once: each syncs what it saw, and the watermark only
-    /// moves forward.
+    /// from the writer and the flusher at once: the second waits for the first, then syncs what
+    /// is left, and the watermark only moves forward.
     pub fn sync(&self) -> Result<(), (PathBuf, std::io::Error)> {
         // One sync at a time: a second one finding the retired list already taken by the first
         // would otherwise publish a watermark covering segments the first has not yet synced.
@@ -415,8 +411,8 @@ pub(crate) struct SpareSegment {
     /// What the writer will append through: the disk file's mapping, or the staged copy's.
     pub map: MmapMut,
     /// The staged copy, when the journal stages (under the same spare name in the staging
-    /// directory).
-    pub staged: Option<PathBuf>,
+    /// directory), and the flusher's read-only view of it.
+    pub staged: Option<(PathBuf, Mmap)>,
 }
 
 /// The file a spare segment waits in; its name matches no segment, so recovery ignores it.
@@ -468,6 +464,18 @@ pub(crate) fn populate(map: &mut MmapMut) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A read-only mapping of the staged file at `path`, for the flusher to copy from. Made where a
+/// staged segment is prepared, so that the writer's roll-over maps nothing: mapping takes the
+/// process's memory-map lock, which other threads may hold for milliseconds.
+pub(crate) fn map_view(path: &Path) -> std::io::Result<Mmap> {
+    let file = File::open(path)?;
+    // SAFETY: `map` is unsafe only because another process could change the file under the
+    // mapping; the staged file belongs to this journal's one writer, which only appends.
+    #[allow(unsafe_code)]
+    let map = unsafe { Mmap::map(&file) }?;
+    Ok(map)
+}
+
 fn map_writable(file: &File) -> std::io::Result<MmapMut> {
     // SAFETY: `map_mut` is unsafe only because another process could change the file under the
     // mapping; a data directory (and its staging directory) has one owning process, which alone
@@ -484,30 +492,31 @@ fn map_writable(file: &File) -> std::io::Result<MmapMut> {
 /// (its memory reserved up front), and the disk file is left sparse: only the flusher writes
 /// it, with `pwrite`, and a block it allocates then costs the flusher, not the writer. Writing
 /// tens of megabytes of zeros per segment would also compete for the disk with the syncs.
+/// Returns the disk file, the writer's mapping and, staged, the flusher's view of the copy.
 pub(crate) fn prepare_segment(
     directory: &Path,
     path: &Path,
     bytes: u64,
     staged: Option<&Path>,
-) -> std::io::Result<(File, MmapMut)> {
+) -> std::io::Result<(File, MmapMut, Option<Mmap>)> {
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
     file.set_len(bytes)?;
-    let map = match staged {
+    let (map, view) = match staged {
         Some(staged) => {
             let mut map = map_writable(&crate::staging::create(staged, bytes, &[])?)?;
             populate(&mut map)?;
-            map
+            (map, Some(map_view(staged)?))
         }
         None => {
             let mut map = map_writable(&file)?;
             map.fill(0);
             map.flush()?;
-            map
+            (map, None)
         }
     };
     file.sync_all()?;
     File::open(directory).and_then(|directory| directory.sync_all())?;
-    Ok((file, map))
+    Ok((file, map, view))
 }
 
 /// The segment preparer thread and the spare it keeps.
@@ -554,8 +563,9 @@ impl Preparer {
                     // error then, where it can be handled; try again after a pause.
                     let staged = stage_dir.as_ref().map(|stage| spare_path(stage, &name, number));
                     match prepare_segment(&directory, &path, bytes, staged.as_deref()) {
-                        Ok((file, map)) => {
+                        Ok((file, map, view)) => {
                             number += 1;
+                            let staged = staged.zip(view);
                             let spare = SpareSegment { path, file, map, staged };
                             *thread_spare.lock().unwrap_or_else(PoisonError::into_inner) =
                                 Some(spare);

@@ -42,7 +42,8 @@ use std::time::Duration;
 use memmap2::MmapMut;
 
 use crate::background::{
-    populate, prepare_segment, Flusher, Preparer, SegmentFiles, Shared, SpareSegment, Stage,
+    map_view, populate, prepare_segment, Flusher, Preparer, SegmentFiles, Shared, SpareSegment,
+    Stage,
 };
 use crate::staging;
 
@@ -218,7 +219,7 @@ impl Drop for Journal {
             // The preparer stops first, so that no spare appears in the staging directory after
             // its spare is removed.
             let spare = self.preparer.take().and_then(Preparer::stop);
-            if let Some(staged) = spare.and_then(|spare| spare.staged) {
+            if let Some((staged, _)) = spare.and_then(|spare| spare.staged) {
                 let _ = fs::remove_file(staged);
             }
             // Everything appended reaches the disk files' page cache, as it would have without
@@ -417,8 +418,8 @@ fn stage_tail(
     });
     let mut writer_map = writer_map.map_err(failed)?;
     populate(&mut writer_map).map_err(io(&staged_path))?;
-    let stage = Stage::open(staged_path.clone(), offset).map_err(io(&staged_path))?;
-    Ok((stage, writer_map))
+    let view = map_view(&staged_path).map_err(io(&staged_path))?;
+    Ok((Stage::new(staged_path, view, offset), writer_map))
 }
 
 /// The bytes of a segment as a reader sees them: its staged copy while the journal stages it
@@ -650,10 +651,9 @@ impl Journal {
             // its disk segment by a crash in between holds only a header, and the next open
             // drops it.
             let stage = match (staged, staged_path) {
-                (Some(staged), Some(staged_path)) => {
+                (Some((staged, view)), Some(staged_path)) => {
                     fs::rename(&staged, &staged_path).map_err(io(&staged_path))?;
-                    let stage = Stage::open(staged_path.clone(), 0).map_err(io(&staged_path))?;
-                    Some(Arc::new(stage))
+                    Some(Arc::new(Stage::new(staged_path, view, 0)))
                 }
                 _ => None,
             };
@@ -661,16 +661,14 @@ impl Journal {
             let files = SegmentFiles { disk: Arc::new(file), stage };
             return Ok((Segment { path, first_seq }, files, map));
         }
-        let (file, mut map) =
+        let (file, mut map, view) =
             prepare_segment(&config.directory, &path, config.segment_bytes, staged_path.as_deref())
                 .map_err(io(&path))?;
         map[..SEGMENT_HEADER_BYTES].copy_from_slice(&header);
-        let stage = match staged_path {
-            Some(staged_path) => {
+        let stage = match staged_path.zip(view) {
+            Some((staged_path, view)) => {
                 file.write_all_at(&header, 0).and_then(|()| file.sync_data()).map_err(io(&path))?;
-                let stage = Stage::open(staged_path.clone(), SEGMENT_HEADER_BYTES)
-                    .map_err(io(&staged_path))?;
-                Some(Arc::new(stage))
+                Some(Arc::new(Stage::new(staged_path, view, SEGMENT_HEADER_BYTES)))
             }
             None => {
                 map.flush_range(0, SEGMENT_HEADER_BYTES).map_err(io(&path))?;
@@ -877,7 +875,10 @@ impl Journal {
             .segments
             .drain(..removable)
             .map(|segment| {
-                let staged = staging::staged_copy(self.stage_dir.as_deref(), &segment.path);
+                // The path only: whether the copy still exists is for `delete` to find out,
+                // after the caller has let go of its lock.
+                let staged =
+                    self.stage_dir.as_ref().map(|dir| dir.join(segment_file_name(&segment.path)));
                 (segment.path, staged)
             })
             .collect();
@@ -912,7 +913,8 @@ impl DetachedSegments {
         for (path, staged) in self.files {
             fs::remove_file(&path).map_err(io(&path))?;
             if let Some(staged) = staged {
-                // Already copied and synced (it was rolled over from), or about to be in vain.
+                // Already copied and synced (it was rolled over from), or about to be in vain;
+                // most often gone already.
                 let _ = fs::remove_file(staged);
             }
         }
