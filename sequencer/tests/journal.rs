@@ -590,3 +590,33 @@ fn a_flush_without_a_commit_puts_every_record_on_disk() {
     assert_eq!(on_disk, (1..=30).collect::<Vec<_>>());
     std::mem::forget(journal);
 }
+
+#[test]
+fn a_torn_record_in_a_staged_copy_is_cleared_and_the_records_before_it_kept() {
+    // The process died inside an append: the staged copy ends in a partial frame. The next open
+    // merges the copy into the disk file and then clears the torn frame as for any segment.
+    let dir = TempDir::new("journal", "staged-torn");
+    let stage_root = dir.0.join("stage");
+    let lazy = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: u64::MAX };
+    let (mut journal, _) = Journal::open(staged(&dir.0, &stage_root, 1 << 16, lazy)).unwrap();
+    for seq in 1..=10 {
+        journal.append(seq, &payload(seq)).unwrap();
+    }
+    journal.commit().unwrap();
+    std::mem::forget(journal);
+    let stage_dir = std::fs::read_to_string(dir.0.join("commands.staging")).unwrap();
+    let segment = segment_files(&dir.0).pop().unwrap();
+    let staged_copy = Path::new(stage_dir.trim_end()).join(segment.file_name().unwrap());
+    let mut bytes = std::fs::read(&staged_copy).unwrap();
+    let torn_at = FIRST_FRAME + 10 * FRAME;
+    bytes[torn_at..torn_at + 4].copy_from_slice(&(PAYLOAD as u32).to_le_bytes());
+    bytes[torn_at + 16..torn_at + 40].fill(0xAB);
+    std::fs::write(&staged_copy, &bytes).unwrap();
+    let (journal, report) = Journal::open(staged(&dir.0, &stage_root, 1 << 16, lazy)).unwrap();
+    assert_eq!(report.last_seq, Some(10));
+    let (_, offset, _) = report.torn_tail.expect("the torn frame is reported");
+    assert_eq!(offset, torn_at as u64);
+    drop(journal);
+    assert_eq!(read(&dir.0), (1..=10).collect::<Vec<_>>());
+    assert_eq!(seqs_on_disk(&segment), (1..=10).collect::<Vec<_>>());
+}
