@@ -43,6 +43,27 @@ fn staged(
     }
 }
 
+/// Group commit whose flusher never syncs on its own within a test: what is on disk is what
+/// the test made so.
+const LAZY: Durability =
+    Durability::GroupCommit { interval: Duration::from_secs(3_600), records: u64::MAX };
+
+/// A staged journal with records 1 to `last` appended and committed.
+fn staged_with_records(
+    directory: &Path,
+    stage_root: &Path,
+    segment_bytes: u64,
+    last: u64,
+) -> Journal {
+    let (mut journal, _) =
+        Journal::open(staged(directory, stage_root, segment_bytes, LAZY)).unwrap();
+    for seq in 1..=last {
+        journal.append(seq, &payload(seq)).unwrap();
+    }
+    journal.commit().unwrap();
+    journal
+}
+
 /// The seqs of the frames in a segment file as it is on disk, read by hand: what the disk has
 /// without the journal's help.
 fn seqs_on_disk(segment: &Path) -> Vec<u64> {
@@ -481,12 +502,7 @@ fn records_survive_roll_overs_while_the_flusher_rearms_pages() {
 fn a_staged_journal_syncs_to_disk_and_readers_see_what_is_not_synced_yet() {
     let dir = TempDir::new("journal", "staged");
     let stage_root = dir.0.join("stage");
-    let lazy = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: u64::MAX };
-    let (mut journal, _) = Journal::open(staged(&dir.0, &stage_root, 1 << 16, lazy)).unwrap();
-    for seq in 1..=10 {
-        journal.append(seq, &payload(seq)).unwrap();
-    }
-    journal.commit().unwrap();
+    let mut journal = staged_with_records(&dir.0, &stage_root, 1 << 16, 10);
     let segment = segment_files(&dir.0).pop().unwrap();
     // The writer appends to the staged copy; nothing reached the disk file yet, but readers
     // (replay, FIX resend) see every record.
@@ -514,7 +530,7 @@ fn records_staged_when_the_process_dies_are_recovered_at_the_next_open() {
     // open writes them into the disk file before it recovers.
     let dir = TempDir::new("journal", "staged-crash");
     let stage_root = dir.0.join("stage");
-    let lazy = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: u64::MAX };
+    let lazy = LAZY;
     let (mut journal, _) = Journal::open(staged(&dir.0, &stage_root, 4096, lazy)).unwrap();
     for seq in 1..=100 {
         journal.append(seq, &payload(seq)).unwrap();
@@ -548,7 +564,7 @@ fn appends_to_a_staged_segment_take_no_page_fault() {
     // of the log faulted on the writer's thread. Each attempt appends across several pages; a
     // stray fault for another reason is allowed by trying a few times.
     let dir = TempDir::new("journal", "staged-faults");
-    let lazy = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: u64::MAX };
+    let lazy = LAZY;
     let (mut journal, _) =
         Journal::open(staged(&dir.0, &dir.0.join("stage"), 1 << 20, lazy)).unwrap();
     let mut buffer = String::with_capacity(4096);
@@ -577,7 +593,7 @@ fn a_flush_without_a_commit_puts_every_record_on_disk() {
     // and before a snapshot): what it reports durable must be in the disk file, across a
     // roll-over too.
     let dir = TempDir::new("journal", "staged-flush");
-    let lazy = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: u64::MAX };
+    let lazy = LAZY;
     let segment_bytes = (FIRST_FRAME + 20 * FRAME + 4) as u64;
     let (mut journal, _) =
         Journal::open(staged(&dir.0, &dir.0.join("stage"), segment_bytes, lazy)).unwrap();
@@ -597,12 +613,7 @@ fn a_torn_record_in_a_staged_copy_is_cleared_and_the_records_before_it_kept() {
     // merges the copy into the disk file and then clears the torn frame as for any segment.
     let dir = TempDir::new("journal", "staged-torn");
     let stage_root = dir.0.join("stage");
-    let lazy = Durability::GroupCommit { interval: Duration::from_secs(3_600), records: u64::MAX };
-    let (mut journal, _) = Journal::open(staged(&dir.0, &stage_root, 1 << 16, lazy)).unwrap();
-    for seq in 1..=10 {
-        journal.append(seq, &payload(seq)).unwrap();
-    }
-    journal.commit().unwrap();
+    let journal = staged_with_records(&dir.0, &stage_root, 1 << 16, 10);
     std::mem::forget(journal);
     let stage_dir = std::fs::read_to_string(dir.0.join("commands.staging")).unwrap();
     let segment = segment_files(&dir.0).pop().unwrap();
@@ -612,7 +623,7 @@ fn a_torn_record_in_a_staged_copy_is_cleared_and_the_records_before_it_kept() {
     bytes[torn_at..torn_at + 4].copy_from_slice(&(PAYLOAD as u32).to_le_bytes());
     bytes[torn_at + 16..torn_at + 40].fill(0xAB);
     std::fs::write(&staged_copy, &bytes).unwrap();
-    let (journal, report) = Journal::open(staged(&dir.0, &stage_root, 1 << 16, lazy)).unwrap();
+    let (journal, report) = Journal::open(staged(&dir.0, &stage_root, 1 << 16, LAZY)).unwrap();
     assert_eq!(report.last_seq, Some(10));
     let (_, offset, _) = report.torn_tail.expect("the torn frame is reported");
     assert_eq!(offset, torn_at as u64);
