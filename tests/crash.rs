@@ -132,8 +132,8 @@ fn verify_refuses_a_corrupted_journal_with_a_specific_message() {
         .unwrap();
     let mut bytes = std::fs::read(&segment).unwrap();
     // Flip a bit inside the 100th command record: corruption before the tail.
-    let offset = 64 + 99 * 144 + 40;
-    bytes[offset] ^= 0x10;
+    let frame = testkit::frame_offsets(&bytes)[99];
+    bytes[frame + 40] ^= 0x10;
     std::fs::write(&segment, &bytes).unwrap();
     let verify =
         exchange().args(["verify", "--data-dir", dir.0.to_str().unwrap()]).output().unwrap();
@@ -144,7 +144,7 @@ fn verify_refuses_a_corrupted_journal_with_a_specific_message() {
     // The node refuses to start on it too, naming the place.
     let restart = exchange().args(simulate_args(&dir.0)).output().unwrap();
     assert!(!restart.status.success());
-    let place = format!("offset {}", 64 + 99 * 144);
+    let place = format!("offset {frame}");
     assert!(String::from_utf8_lossy(&restart.stderr).contains(&place));
 }
 

@@ -249,6 +249,28 @@ fn read_header(bytes: &Record) -> Result<(u8, u32, u64, u64), RecordError> {
     Ok((bytes[2], word, seq, timestamp_ns))
 }
 
+/// A record as the journals store it: without the zero padding at its end, rounded up to the
+/// journal's 8-byte payload granule. Bodies are packed and zero-padded, so most records end in
+/// zeros: an event averages about 60 bytes of its 128, and the events journal is the node's
+/// largest stream of writes. The record's first byte (the version) is never zero, so the stored
+/// form is never empty.
+pub fn journal_payload(bytes: &Record) -> &[u8] {
+    let used = bytes.iter().rposition(|&byte| byte != 0).map_or(0, |last| last + 1);
+    &bytes[..used.next_multiple_of(JOURNAL_GRANULE).max(JOURNAL_GRANULE)]
+}
+
+/// The record a journal payload stores ([`journal_payload`]), padded back to
+/// [`RECORD_BYTES`]; `None` when the payload is longer than a record. A full-length payload, as
+/// journals written before the padding was dropped hold, is the record itself.
+pub fn from_journal_payload(payload: &[u8]) -> Option<Record> {
+    let mut record = [0; RECORD_BYTES];
+    record.get_mut(..payload.len())?.copy_from_slice(payload);
+    Some(record)
+}
+
+/// Journal payloads are whole multiples of this many bytes.
+const JOURNAL_GRANULE: usize = 8;
+
 /// The sequence number of a record of either kind, without decoding its body.
 pub fn record_seq(bytes: &Record) -> u64 {
     u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"))

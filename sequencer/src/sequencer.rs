@@ -24,7 +24,7 @@ use crate::journal::{
 };
 use crate::record::{
     decode_command, decode_command_origin, decode_event, encode_command_from, encode_event,
-    EventRecord, Output, Record, RecordError, RECORD_BYTES,
+    from_journal_payload, journal_payload, EventRecord, Output, Record, RecordError, RECORD_BYTES,
 };
 use crate::snapshot_store::{
     SkippedSnapshot, SnapshotDefect, SnapshotStore, SnapshotStoreError, SNAPSHOTS,
@@ -59,7 +59,7 @@ pub enum SequencerError {
     Journal(#[from] JournalError),
     #[error("{journal} journal, seq {seq}: {source}")]
     Record { journal: &'static str, seq: u64, source: RecordError },
-    #[error("{journal} journal record {seq} is not {expected} bytes")]
+    #[error("{journal} journal record {seq} is longer than {expected} bytes")]
     RecordSize { journal: &'static str, seq: u64, expected: usize },
     #[error("command journal starts at seq {0}, not 1")]
     Start(u64),
@@ -120,7 +120,7 @@ fn journal_config(config: &SequencerConfig, name: &str, order: SeqOrder) -> Jour
 }
 
 fn as_record(journal: &'static str, seq: u64, payload: &[u8]) -> Result<Record, SequencerError> {
-    payload.try_into().map_err(|_| SequencerError::RecordSize {
+    from_journal_payload(payload).ok_or(SequencerError::RecordSize {
         journal,
         seq,
         expected: RECORD_BYTES,
@@ -349,7 +349,7 @@ impl Sequencer {
                     }
                     next_event += 1;
                 } else {
-                    self.events.append(command.seq, &bytes)?;
+                    self.events.append(command.seq, journal_payload(&bytes))?;
                     recovery.events_appended += 1;
                 }
             }
@@ -467,7 +467,8 @@ impl Sequencer {
         // Time never runs backwards in the journal, whatever the wall clock does.
         self.timestamp_ns = self.timestamp_ns.max(timestamp_ns);
         let command = Command { seq: self.engine.seq() + 1, timestamp_ns: self.timestamp_ns, body };
-        self.commands.append(command.seq, &encode_command_from(&command, origin))?;
+        self.commands
+            .append(command.seq, journal_payload(&encode_command_from(&command, origin)))?;
         self.scratch.clear();
         self.engine.handle(&command, &mut self.scratch);
         for (index, event) in self.scratch.iter().enumerate() {
@@ -478,7 +479,7 @@ impl Sequencer {
                 index,
                 event: *event,
             };
-            self.events.append(command.seq, &encode_event(&record))?;
+            self.events.append(command.seq, journal_payload(&encode_event(&record)))?;
         }
         Ok((command, &self.scratch))
     }

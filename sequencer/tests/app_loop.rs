@@ -10,7 +10,7 @@ use sequencer::app_loop::{AppLoop, Control, LoopConfig, Release};
 use sequencer::journal::Durability;
 use sequencer::record::{
     decode_command_origin, decode_event, decode_output, encode_command, encode_command_from,
-    Output, RECORD_BYTES,
+    from_journal_payload, Output, RECORD_BYTES,
 };
 use sequencer::ring::{BusySpinIdle, Ring, RingConsumer, RingProducer};
 use sequencer::sequencer::{Sequencer, SequencerConfig};
@@ -191,7 +191,7 @@ fn several_inputs_are_sequenced_and_each_command_is_echoed_with_its_origin() {
         "commands",
         sequencer::journal::SeqOrder::Strict,
         |_, payload| {
-            origins.push(decode_command_origin(payload.try_into().unwrap()).unwrap().1);
+            origins.push(decode_command_origin(&from_journal_payload(payload).unwrap()).unwrap().1);
             Ok(())
         },
     )

@@ -74,15 +74,16 @@ fn an_event_journal_that_ended_early_is_completed_from_the_replay() {
     })
     .unwrap();
     // Cut the event journal in the middle of a command's events, as a crash between the two
-    // appends would: zero the last 10 frames (16-byte header + 128-byte record each).
+    // appends would: zero the last 10 frames.
     let events_file = std::fs::read_dir(dir.0.join("journal"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .find(|path| path.file_name().unwrap().to_str().unwrap().starts_with("events-"))
         .unwrap();
     let mut bytes = std::fs::read(&events_file).unwrap();
-    let end = 64 + before.len() * 144;
-    bytes[end - 10 * 144..end].fill(0);
+    let frames = testkit::frame_offsets(&bytes);
+    assert_eq!(frames.len(), before.len());
+    bytes[frames[frames.len() - 10]..].fill(0);
     std::fs::write(&events_file, &bytes).unwrap();
 
     let (sequencer, recovery) = Sequencer::open(&config(&dir.0, 1 << 20)).unwrap();

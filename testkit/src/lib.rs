@@ -104,3 +104,21 @@ pub fn damage_segment(dir: &Path, index: usize, offset: usize) {
     bytes[offset] ^= 0xFF;
     std::fs::write(&files[index], bytes).expect("the segment writes");
 }
+
+/// Where each frame of a journal segment's bytes starts, in order: frames follow the 64-byte
+/// segment header back to back, each a 16-byte header (length first, as a little-endian `u32`)
+/// and its payload, until a zero length. Records are stored without their zero padding, so a
+/// test that damages the n-th record must look its place up instead of computing it.
+pub fn frame_offsets(segment: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut at = 64;
+    while let Some(length) = segment.get(at..at + 4) {
+        let length = u32::from_le_bytes(length.try_into().expect("4 bytes"));
+        if length == 0 {
+            break;
+        }
+        offsets.push(at);
+        at += 16 + usize::try_from(length).expect("a u32 fits usize");
+    }
+    offsets
+}

@@ -5,7 +5,9 @@
 //! Balances change only by ledger legs, exactly as in the engine, so the two agree at every
 //! sequence number the model has reached.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rustc_hash::FxHashMap;
 
 use engine::{
     AccountId, Bucket, CancelReason, CommandBody, Engine, Event, LegKind, OrderType, RejectReason,
@@ -96,7 +98,10 @@ pub struct ReadModel {
     seq: u64,
     accounts: BTreeSet<u32>,
     balances: BTreeMap<(u32, u16), BalanceRow>,
-    orders: HashMap<u64, OrderRecord>,
+    /// Sized up front for the finished window and as many live orders: growing it while the
+    /// node serves rehashes every entry on the HTTP pump's thread, which shares a core with the
+    /// FIX thread, and touches fresh memory (costly on this kind of VM).
+    orders: FxHashMap<u64, OrderRecord>,
     /// Final orders, oldest first; beyond `finished_max` the oldest are forgotten.
     finished: VecDeque<u64>,
     finished_max: usize,
@@ -111,7 +116,10 @@ impl ReadModel {
             seq: 0,
             accounts: BTreeSet::new(),
             balances: BTreeMap::new(),
-            orders: HashMap::new(),
+            orders: FxHashMap::with_capacity_and_hasher(
+                finished_max.saturating_mul(2),
+                Default::default(),
+            ),
             finished: VecDeque::new(),
             finished_max,
             halted: BTreeMap::new(),
