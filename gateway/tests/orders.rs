@@ -792,7 +792,7 @@ fn restart_with_stored_requests_recognises_their_echoes_and_drops_unsequenced_on
     );
     replay(&mut entry, &exchange.stream, 0);
     let lost_requests = entry.finish_recovery();
-    assert_eq!(lost_requests, vec![lost.request.clone()]);
+    assert_eq!(lost_requests, vec![(*lost.request).clone()]);
     exchange.entry = entry;
     let out = exchange.send(ALICE, &status("late"));
     expect(&out[0], "8", &[(150, "I"), (39, "0"), (37, &order_id_of(&late.request))]);

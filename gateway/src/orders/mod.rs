@@ -259,7 +259,9 @@ impl Request {
 /// Commands to submit, in order, with their origins, and the request to store first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Submission {
-    pub request: Request,
+    /// Shared with the order entry's table of pending requests, which holds it until the
+    /// commands are echoed: one allocation per request, not a copy per table.
+    pub request: Arc<Request>,
     pub commands: Vec<(u32, CommandBody)>,
 }
 
@@ -368,7 +370,7 @@ struct Current {
     seq: u64,
     timestamp_ns: u64,
     /// Ours: the request and which of its parts this command is.
-    request: Option<Request>,
+    request: Option<Arc<Request>>,
     /// Orders a mass cancel part cancelled.
     affected: u64,
     rejected: Option<RejectReason>,
@@ -404,7 +406,7 @@ pub struct OrderEntry {
     clordids: hashbrown::HashMap<(SessionId, String), ClOrdRef, RandomState>,
     retired: RetiredWindow,
     /// Requests submitted and not yet echoed, by origin.
-    pending: FxHashMap<u32, Request>,
+    pending: FxHashMap<u32, Arc<Request>>,
     mass: FxHashMap<u64, MassProgress>,
     next_request: u64,
     next_order: u64,
@@ -573,6 +575,7 @@ impl OrderEntry {
     /// Registers a request as pending and its ClOrdID as used, and tags its commands.
     fn submit(&mut self, request: Request, bodies: Vec<CommandBody>) -> Submission {
         debug_assert_eq!(usize::try_from(request.parts()).ok(), Some(bodies.len()));
+        let request = Arc::new(request);
         self.register_request(&request);
         let mut commands = Vec::with_capacity(bodies.len());
         for (number, body) in (request.number..).zip(bodies) {
@@ -585,7 +588,7 @@ impl OrderEntry {
     /// submission and again when a restart reloads it. A cancel's ClOrdID enters the window of
     /// remembered ClOrdIDs only when it is sequenced, so that the window's order follows the
     /// stream alone and a replay rebuilds it exactly.
-    fn register_request(&mut self, request: &Request) {
+    fn register_request(&mut self, request: &Arc<Request>) {
         let key = (request.session.clone(), request.cl_ord_id.clone());
         match request.kind {
             RequestKind::New { order_id } => {
@@ -596,7 +599,7 @@ impl OrderEntry {
             }
         }
         for number in request.number..request.number + u64::from(request.parts()) {
-            self.pending.insert(origin(self.config.source, number), request.clone());
+            self.pending.insert(origin(self.config.source, number), Arc::clone(request));
         }
     }
 
@@ -877,14 +880,14 @@ impl OrderEntry {
             }
             Event::OrderAccepted { order_id, .. } => self.on_accepted(order_id, exec_id, time),
             Event::OrderAmended { order_id, price, quantity, leaves, .. } => {
-                let request = current.as_ref().and_then(|current| current.request.as_ref());
+                let request = current.as_ref().and_then(|current| current.request.as_deref());
                 self.on_amended(order_id, price, quantity, leaves, request, exec_id, time);
             }
             Event::OrderCancelled { order_id, reason, .. } => {
                 if let Some(current) = current.as_mut() {
                     current.affected += 1;
                 }
-                let request = current.as_ref().and_then(|current| current.request.as_ref());
+                let request = current.as_ref().and_then(|current| current.request.as_deref());
                 self.on_cancelled(order_id, reason, request, exec_id, time);
             }
             Event::Trade {
@@ -940,7 +943,7 @@ impl OrderEntry {
             text: progress.reject_text.as_deref(),
             transact_time_ns: current.timestamp_ns,
         });
-        self.emit(request.session, report);
+        self.emit(request.session.clone(), report);
     }
 
     fn emit(&mut self, session: SessionId, message: Message) {
@@ -1159,7 +1162,7 @@ impl OrderEntry {
             reply_counter: self.reply_counter,
             orders: self.orders.values().cloned().collect(),
             retired: Vec::new(),
-            pending: self.pending.values().cloned().collect(),
+            pending: self.pending.values().map(|request| Request::clone(request)).collect(),
             mass: self.mass.iter().map(|(number, progress)| (*number, progress.clone())).collect(),
         };
         EntryCapture { snapshot, retired: self.retired.capture() }
@@ -1198,7 +1201,7 @@ impl OrderEntry {
         }
         entry.mass = snapshot.mass.into_iter().collect();
         for request in snapshot.pending {
-            entry.register_request(&request);
+            entry.register_request(&Arc::new(request));
         }
         let first_new = entry.next_request;
         for request in stored.into_iter().filter(|request| request.number >= first_new) {
@@ -1208,7 +1211,7 @@ impl OrderEntry {
                 let counter = order_id & ((1 << 56) - 1);
                 entry.next_order = entry.next_order.max(counter + 1);
             }
-            entry.register_request(&request);
+            entry.register_request(&Arc::new(request));
         }
         entry
     }
@@ -1225,7 +1228,8 @@ impl OrderEntry {
     pub fn finish_recovery(&mut self) -> Vec<Request> {
         self.flush();
         self.output = true;
-        let mut lost: Vec<Request> = self.pending.drain().map(|(_, request)| request).collect();
+        let mut lost: Vec<Request> =
+            self.pending.drain().map(|(_, request)| Arc::unwrap_or_clone(request)).collect();
         lost.sort_by_key(|request| request.number);
         lost.dedup_by_key(|request| request.number);
         for request in &lost {
