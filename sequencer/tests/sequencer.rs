@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use engine::{AccountId, AssetId, CommandBody};
-use sequencer::journal::Durability;
+use sequencer::journal::{Durability, Journal, JournalConfig, SeqOrder};
+use sequencer::record::RECORD_BYTES;
 use sequencer::sequencer::{
     read_commands, read_events, replay, Sequencer, SequencerConfig, SequencerError,
 };
@@ -161,4 +162,50 @@ fn timestamps_never_run_backwards() {
         sequencer.submit(CommandBody::CreateAccount { account: AccountId(2) }, 400).unwrap();
     assert_eq!((first.seq, second.seq), (1, 2));
     assert_eq!((first.timestamp_ns, second.timestamp_ns), (500, 500));
+}
+
+#[test]
+fn a_journal_record_longer_than_a_record_is_refused_by_name_and_seq() {
+    let dir = TempDir::new("sequencer", "long-record");
+    let (mut sequencer, _) = Sequencer::open(&config(&dir.0, 1 << 20)).unwrap();
+    run(&mut sequencer, genesis());
+    let last = sequencer.seq();
+    drop(sequencer);
+    // A frame whose checksum is right but whose payload cannot be a record: written through
+    // the journal itself, as a bug in a writer (not a torn write) would leave it.
+    let journal_config = JournalConfig {
+        directory: dir.0.join("journal"),
+        name: "commands".to_owned(),
+        segment_bytes: 1 << 20,
+        order: SeqOrder::Strict,
+        durability: Durability::PageCache,
+        truncate_corrupt: false,
+        staging: None,
+    };
+    let (mut journal, _) = Journal::open(journal_config).unwrap();
+    journal.append(last + 1, &[1; RECORD_BYTES + 8]).unwrap();
+    journal.flush().unwrap();
+    drop(journal);
+
+    let mut read = 0;
+    let error = read_commands(&dir.0, |_| {
+        read += 1;
+        Ok(())
+    })
+    .unwrap_err();
+    assert_eq!(read, last, "every record before it is read");
+    assert!(
+        matches!(
+            error,
+            SequencerError::RecordSize { journal: "commands", seq, expected: RECORD_BYTES }
+                if seq == last + 1
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!("commands journal record {} is longer than {RECORD_BYTES} bytes", last + 1)
+    );
+    // The node refuses to start on it rather than skip a command.
+    assert!(Sequencer::open(&config(&dir.0, 1 << 20)).is_err());
 }
