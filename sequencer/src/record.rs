@@ -255,8 +255,13 @@ fn read_header(bytes: &Record) -> Result<(u8, u32, u64, u64), RecordError> {
 /// largest stream of writes. The record's first byte (the version) is never zero, so the stored
 /// form is never empty.
 pub fn journal_payload(bytes: &Record) -> &[u8] {
-    let used = bytes.iter().rposition(|&byte| byte != 0).map_or(0, |last| last + 1);
-    &bytes[..used.next_multiple_of(JOURNAL_GRANULE).max(JOURNAL_GRANULE)]
+    // Whole granules, from the end: the last one with a non-zero byte ends the stored form.
+    // This runs on the application loop for every record, so it compares words, not bytes.
+    let granules = bytes
+        .chunks_exact(JOURNAL_GRANULE)
+        .rposition(|granule| granule.iter().any(|&byte| byte != 0))
+        .map_or(1, |last| last + 1);
+    &bytes[..granules * JOURNAL_GRANULE]
 }
 
 /// The record a journal payload stores ([`journal_payload`]), padded back to
