@@ -43,6 +43,16 @@ fn quick_fix_bench_reports_json_and_files() {
     assert_eq!(value["sessions"], 2);
     let rate = &value["rates"][0];
     assert!(rate["new_orders"]["commands"].as_u64().unwrap() > 0, "{last}");
+    // The split covers every measured NewOrderSingle, and each part of a message's latency is
+    // at most the whole, so no percentile of a part can exceed the whole's.
+    for part in ["new_orders_send_delay", "new_orders_from_write"] {
+        assert_eq!(rate[part]["commands"], rate["new_orders"]["commands"], "{part}: {last}");
+        for key in ["p50_ns", "p99_ns", "max_ns"] {
+            let (part_ns, whole_ns) = (&rate[part][key], &rate["new_orders"][key]);
+            assert!(part_ns.as_u64().unwrap() <= whole_ns.as_u64().unwrap(), "{part} {key}");
+        }
+    }
+    assert!(stdout.contains("NewOrderSingle, split: due → write began p50"), "{stdout}");
     assert_eq!(rate["counts"]["session_rejects"], 0, "{last}");
     assert!(value["closed_loop"]["acknowledged"].as_u64().unwrap() > 0, "{last}");
     for name in ["fix.png", "fix-newordersingle-at-5000-per-sec.hgrm"] {

@@ -17,6 +17,11 @@
 //!   OrderCancelReplaceRequest answers go to separate histograms; the headline is
 //!   NewOrderSingle → first ExecutionReport. A warm-up at the same rate precedes each measured
 //!   part and is not recorded.
+//! - The headline is also split in two, to show where a message waited: from its due time to
+//!   the start of the write that sent it (the generator waiting for a core it shares with the
+//!   node's FIX thread and helpers), and from there to the answer read (the node's work, plus
+//!   any wait of the generator to read the answer). The split is a diagnosis; the headline is
+//!   the whole.
 //! - Closed loop: each session keeps a fixed window of unanswered messages and sends the next
 //!   one as soon as an answer arrives; answered messages per second is the sustained throughput.
 //!
@@ -199,6 +204,8 @@ const HISTOGRAM_NAMES: [&str; 3] = ["NewOrderSingle", "OrderCancelRequest", "Ord
 #[derive(Clone, Copy, Debug)]
 struct Sent {
     due_ns: u64,
+    /// When the write that put its last byte on the socket began.
+    written_ns: u64,
     kind: Kind,
     /// Recorded into the histograms when answered.
     measured: bool,
@@ -218,6 +225,7 @@ impl Sent {
     fn session() -> Sent {
         Sent {
             due_ns: 0,
+            written_ns: 0,
             kind: Kind::Session,
             measured: false,
             answered: true,
@@ -361,6 +369,8 @@ struct Client {
     /// The message being built, reused.
     message: Message,
     next_seq: u64,
+    /// The first message not yet wholly written to the socket.
+    unwritten_seq: u64,
     sent: Vec<Sent>,
     /// Candidates for cancels and amends, oldest first; entries no longer resting are skipped.
     resting: VecDeque<u64>,
@@ -404,6 +414,7 @@ impl Client {
             outgoing: Vec::with_capacity(1 << 20),
             message: Message::default(),
             next_seq: 1,
+            unwritten_seq: 1,
             sent,
             resting: VecDeque::with_capacity(4 * config.live_orders_max),
             unanswered: 0,
@@ -556,6 +567,9 @@ impl Client {
 #[derive(Debug)]
 struct Tally {
     latency_ns: [Histogram<u64>; 3],
+    /// NewOrderSingle's latency in two parts: from its due time to the start of the write that
+    /// sent it, and from there to its first answer.
+    new_order_split_ns: [Histogram<u64>; 2],
     counts: Counts,
     /// Arrival of the last answer to a measured message.
     last_measured_answer_ns: u64,
@@ -569,6 +583,7 @@ impl Tally {
                 runner::latency_histogram(),
                 runner::latency_histogram(),
             ],
+            new_order_split_ns: [runner::latency_histogram(), runner::latency_histogram()],
             counts: Counts::default(),
             last_measured_answer_ns: 0,
         }
@@ -577,14 +592,26 @@ impl Tally {
 
 impl Client {
     /// Writes what the socket takes now; true if anything was written.
-    fn flush(&mut self) -> Result<bool, BenchError> {
+    fn flush(&mut self, clock: &Clock) -> Result<bool, BenchError> {
         if self.outgoing.is_empty() {
             return Ok(false);
         }
+        // Taken before the write: on loopback the node's thread may run (and answer) before
+        // the write returns to the generator.
+        let started_ns = clock.now_ns();
         match self.stream.write(&self.outgoing) {
             Ok(0) => Err(closed_error(&self.comp_id)),
             Ok(written) => {
                 self.outgoing.drain(..written);
+                if self.outgoing.is_empty() {
+                    // Only the last message of a partial write is split between writes; it
+                    // counts as written by the write that finished it.
+                    let from = usize::try_from(self.unwritten_seq).expect("seq fits usize");
+                    for sent in self.sent.get_mut(from..).unwrap_or_default() {
+                        sent.written_ns = started_ns;
+                    }
+                    self.unwritten_seq = self.next_seq;
+                }
                 Ok(true)
             }
             Err(error) if would_block(&error) => Ok(false),
@@ -633,6 +660,11 @@ impl Client {
         tally.counts.answered += 1;
         if let (true, Some(histogram)) = (sent.measured, sent.kind.histogram()) {
             tally.latency_ns[histogram].saturating_record(now_ns.saturating_sub(sent.due_ns));
+            if histogram == 0 {
+                let [sending, answering] = &mut tally.new_order_split_ns;
+                sending.saturating_record(sent.written_ns.saturating_sub(sent.due_ns));
+                answering.saturating_record(now_ns.saturating_sub(sent.written_ns));
+            }
             tally.last_measured_answer_ns = tally.last_measured_answer_ns.max(now_ns);
         }
         true
@@ -846,7 +878,7 @@ impl Generator {
     fn pump(&mut self) -> Result<bool, BenchError> {
         let mut busy = false;
         for client in &mut self.clients {
-            busy |= client.flush()?;
+            busy |= client.flush(&self.clock)?;
             busy |= client.poll(&self.clock, &mut self.tally)?;
             if client.closed {
                 return Err(closed_error(&client.comp_id));
@@ -893,7 +925,7 @@ impl Generator {
             && !self.clients.iter().all(|client| client.logged_out || client.closed)
         {
             for client in &mut self.clients {
-                client.flush()?;
+                client.flush(&self.clock)?;
                 client.poll(&self.clock, &mut self.tally)?;
             }
             self.wait(self.clock.now_ns() + WAIT_MAX_NS)?;
@@ -1034,6 +1066,11 @@ pub struct FixRateReport {
     /// above cover only the answered ones.
     pub lost: u64,
     pub new_orders: LatencySummary,
+    /// NewOrderSingle's latency split in two: from its due time to the start of the write that
+    /// sent it (the generator waiting for its core)…
+    pub new_orders_send_delay: LatencySummary,
+    /// …and from the start of that write to the first answer read.
+    pub new_orders_from_write: LatencySummary,
     pub cancels: LatencySummary,
     pub amends: LatencySummary,
     /// Counts over the whole part, warm-up included.
@@ -1192,6 +1229,21 @@ fn report_open(
         }
         summaries.push(summary);
     }
+    let [sending, answering] = &phase.tally.new_order_split_ns;
+    writeln!(
+        out,
+        "  NewOrderSingle, split: due → write began p50 {}, p99 {}, p99.9 {}; write began → \
+         first answer p50 {}, p99 {}, p99.9 {}",
+        human_ns(sending.value_at_quantile(0.5)),
+        human_ns(sending.value_at_quantile(0.99)),
+        human_ns(sending.value_at_quantile(0.999)),
+        human_ns(answering.value_at_quantile(0.5)),
+        human_ns(answering.value_at_quantile(0.99)),
+        human_ns(answering.value_at_quantile(0.999)),
+    )?;
+    let achieved = phase.achieved_per_sec();
+    let new_orders_send_delay = LatencySummary::new(rate, achieved, sending);
+    let new_orders_from_write = LatencySummary::new(rate, achieved, answering);
     let mut summaries = summaries.into_iter();
     let mut next = || summaries.next().expect("three histograms");
     Ok(FixRateReport {
@@ -1201,6 +1253,8 @@ fn report_open(
         measured_messages: phase.measured,
         lost: phase.lost,
         new_orders: next(),
+        new_orders_send_delay,
+        new_orders_from_write,
         cancels: next(),
         amends: next(),
         counts: *counts,
