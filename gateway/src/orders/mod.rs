@@ -53,6 +53,7 @@
 //! the ClOrdIDs of cancel requests share that window. Duplicate ClOrdID detection is therefore
 //! complete for live orders and for the most recent `retired_max` finished orders and requests.
 
+mod clordid;
 pub mod instrument;
 mod reports;
 mod retired;
@@ -63,6 +64,7 @@ use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use hashbrown::hash_map::RawEntryMut;
 use hashbrown::Equivalent;
 use rustc_hash::FxHashMap;
 
@@ -74,6 +76,7 @@ use engine::{
 use sequencer::record::{EventRecord, Output};
 use serde::{Deserialize, Serialize};
 
+pub use clordid::{ClOrdId, ClOrdIdTooLong};
 pub use instrument::{Instrument, InstrumentError, Instruments};
 pub use reports::utc_timestamp;
 use reports::{tag, CancelReject, ExecId, Execution, MassCancelId, MassCancelReport};
@@ -208,9 +211,9 @@ pub struct Order {
     /// Sum of price × quantity over the fills, in ticks × lots: AvgPx's numerator.
     pub ticks_lots: u128,
     /// The current ClOrdID.
-    pub cl_ord_id: String,
+    pub cl_ord_id: ClOrdId,
     /// Every ClOrdID the order has had, oldest first, the current one last.
-    pub chain: Vec<String>,
+    pub chain: Vec<ClOrdId>,
     pub status: OrdStatus,
 }
 
@@ -222,11 +225,11 @@ pub enum RequestKind {
     },
     Cancel {
         order_id: u64,
-        orig_cl_ord_id: String,
+        orig_cl_ord_id: ClOrdId,
     },
     Replace {
         order_id: u64,
-        orig_cl_ord_id: String,
+        orig_cl_ord_id: ClOrdId,
     },
     /// One command per account; `parts` consecutive request numbers from the request's.
     MassCancel {
@@ -242,7 +245,7 @@ pub struct Request {
     /// Never reused; the first command's origin counter.
     pub number: u64,
     pub session: SessionId,
-    pub cl_ord_id: String,
+    pub cl_ord_id: ClOrdId,
     pub kind: RequestKind,
 }
 
@@ -287,7 +290,7 @@ pub struct MassProgress {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Retired {
     Order(u64),
-    Key(SessionId, String),
+    Key(SessionId, ClOrdId),
 }
 
 /// Everything the order entry knows, as of the end of command `seq`: with the requests stored
@@ -346,21 +349,21 @@ enum ClOrdRef {
 }
 
 /// A ClOrdID table key borrowed from a message or an order: probing the table with it hashes
-/// and compares like the owned `(SessionId, String)` key, without allocating a copy of either.
+/// and compares like the owned `(SessionId, ClOrdId)` key, without copying either.
 #[derive(Clone, Copy)]
 struct ClOrdKey<'a>(&'a str, &'a str);
 
-/// The same hash as the owned key's: a derived `Hash` of `SessionId` hashes its `str`, and a
-/// tuple hashes its fields in order.
+/// The same hash as the owned key's: a derived `Hash` of `SessionId` hashes its `str`, a
+/// `ClOrdId` hashes as its text, and a tuple hashes its fields in order.
 impl Hash for ClOrdKey<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         (self.0, self.1).hash(state);
     }
 }
 
-impl Equivalent<(SessionId, String)> for ClOrdKey<'_> {
-    fn equivalent(&self, key: &(SessionId, String)) -> bool {
-        self.0 == key.0.as_str() && self.1 == key.1
+impl Equivalent<(SessionId, ClOrdId)> for ClOrdKey<'_> {
+    fn equivalent(&self, key: &(SessionId, ClOrdId)) -> bool {
+        self.0 == key.0.as_str() && self.1 == key.1.as_str()
     }
 }
 
@@ -403,7 +406,7 @@ pub struct OrderEntry {
     /// allocates nothing. SipHash, as before: with Fx instead, both runs of `bench fix` at
     /// 50,000/s fell seconds behind, which a weakly mixed string hash would explain (not
     /// proven); the two SipHash runs beside them did not.
-    clordids: hashbrown::HashMap<(SessionId, String), ClOrdRef, RandomState>,
+    clordids: hashbrown::HashMap<(SessionId, ClOrdId), ClOrdRef, RandomState>,
     retired: RetiredWindow,
     /// Requests submitted and not yet echoed, by origin.
     pending: FxHashMap<u32, Arc<Request>>,
@@ -519,7 +522,7 @@ impl OrderEntry {
         let account = optional_account(message)?;
         let Some(instrument) = self.instruments.by_symbol(symbol) else {
             let text = format!("unknown symbol {symbol}");
-            return Ok(Response::Reply(reports::business_reject("D", Some(cl_ord_id), 2, &text)));
+            return Ok(Response::Reply(reports::business_reject("D", Some(&cl_ord_id), 2, &text)));
         };
         let mut order = match parse_new_order(instrument, message) {
             Err(Invalid::Field(error)) => return Err(error),
@@ -528,7 +531,7 @@ impl OrderEntry {
             }
             Ok(order) => order,
         };
-        if self.is_used(session, cl_ord_id) {
+        if self.is_used(session, &cl_ord_id) {
             return Ok(self.reject_new_order(message, 6, "duplicate ClOrdID", now_ns));
         }
         let account = match (account, accounts) {
@@ -536,7 +539,7 @@ impl OrderEntry {
             (None, [only]) => *only,
             (None, _) => {
                 let text = "Account (1) is required: the session trades for several accounts";
-                let reply = reports::business_reject("D", Some(cl_ord_id), 5, text);
+                let reply = reports::business_reject("D", Some(&cl_ord_id), 5, text);
                 return Ok(Response::Reply(reply));
             }
             (Some(_), _) => {
@@ -549,7 +552,7 @@ impl OrderEntry {
         let request = Request {
             number: self.take_request_numbers(1),
             session: session.clone(),
-            cl_ord_id: cl_ord_id.to_owned(),
+            cl_ord_id,
             kind: RequestKind::New { order_id: order.order_id.0 },
         };
         Ok(Response::Submit(self.submit(request, vec![CommandBody::NewOrder(order)])))
@@ -610,8 +613,16 @@ impl OrderEntry {
             RequestKind::New { order_id } => ClOrdRef::Order(order_id),
             _ => ClOrdRef::Request,
         };
-        if self.clordids.get(&key) == Some(&registered) {
-            self.clordids.remove(&key);
+        self.release_cl_ord_id(key, registered);
+    }
+
+    /// Frees a ClOrdID if it still stands for `registered` (a later order or request of the
+    /// session may have taken it since), hashing and probing once.
+    fn release_cl_ord_id(&mut self, key: ClOrdKey<'_>, registered: ClOrdRef) {
+        if let RawEntryMut::Occupied(entry) = self.clordids.raw_entry_mut().from_key(&key) {
+            if *entry.get() == registered {
+                entry.remove();
+            }
         }
     }
 
@@ -660,10 +671,10 @@ impl OrderEntry {
             return Err(FieldError::Missing(tag::ORIG_CL_ORD_ID));
         }
         let found = self
-            .find_order(session, order_id_text, orig.unwrap_or_default())
+            .find_order(session, order_id_text, orig.as_deref().unwrap_or_default())
             .filter(|order| accounts.contains(&AccountId(order.account)));
         let mut refusal = match found {
-            _ if self.is_used(session, cl_ord_id) => Some((6, "duplicate ClOrdID".to_owned())),
+            _ if self.is_used(session, &cl_ord_id) => Some((6, "duplicate ClOrdID".to_owned())),
             None => Some((1, "unknown order".to_owned())),
             Some(order) if order.status.is_final() => {
                 Some((0, "too late to cancel: the order is no longer live".to_owned()))
@@ -678,15 +689,16 @@ impl OrderEntry {
                 Err(Invalid::Refused(_, text)) => refusal = Some((99, text)),
             }
         }
-        let orig_text = orig.map_or_else(
-            || found.map_or_else(|| "NONE".to_owned(), |order| order.cl_ord_id.clone()),
-            str::to_owned,
-        );
+        let orig_text = match (&orig, found) {
+            (Some(orig), _) => orig.as_str(),
+            (None, Some(order)) => order.cl_ord_id.as_str(),
+            (None, None) => "NONE",
+        };
         if let Some((reason, text)) = refusal {
             let reject = CancelReject {
                 order_id: found.map(|order| order.order_id),
-                cl_ord_id,
-                orig_cl_ord_id: &orig_text,
+                cl_ord_id: &cl_ord_id,
+                orig_cl_ord_id: orig_text,
                 ord_status: found.map_or('8', |order| order.status.code()),
                 response_to: if replace { '2' } else { '1' },
                 reason,
@@ -711,7 +723,7 @@ impl OrderEntry {
         let request = Request {
             number: self.take_request_numbers(1),
             session: session.clone(),
-            cl_ord_id: cl_ord_id.to_owned(),
+            cl_ord_id,
             kind,
         };
         Ok(Response::Submit(self.submit(request, vec![body])))
@@ -745,7 +757,7 @@ impl OrderEntry {
     ) -> Result<Response, FieldError> {
         let cl_ord_id = identifier(message.required(tag::CL_ORD_ID)?, tag::CL_ORD_ID)?;
         let exec_id = self.reply_exec_id(now_ns);
-        let found = self.find_order(session, message.get(tag::ORDER_ID), cl_ord_id);
+        let found = self.find_order(session, message.get(tag::ORDER_ID), &cl_ord_id);
         let report = found.and_then(|order| {
             let instrument = self.instruments.by_id(InstrumentId(order.instrument))?;
             let execution = Execution {
@@ -782,7 +794,7 @@ impl OrderEntry {
             _ => None,
         };
         let refusal = match (instrument, account) {
-            _ if self.is_used(session, cl_ord_id) => Some((99, "duplicate ClOrdID")),
+            _ if self.is_used(session, &cl_ord_id) => Some((99, "duplicate ClOrdID")),
             (None, _) if request_type == '1' => Some((1, "unknown symbol")),
             (None, _) => Some((0, "only mass cancel types 1 (symbol) and 7 (all) are supported")),
             (Some(_), Some(account)) if !accounts.contains(&account) => {
@@ -795,7 +807,7 @@ impl OrderEntry {
             let exec_id = self.reply_exec_id(now_ns);
             return Ok(Response::Reply(reports::mass_cancel_report(&MassCancelReport {
                 order_id: MassCancelId::Refused(exec_id),
-                cl_ord_id,
+                cl_ord_id: &cl_ord_id,
                 request_type,
                 response: '0',
                 reject_reason: Some(reason),
@@ -815,7 +827,7 @@ impl OrderEntry {
         let request = Request {
             number: self.take_request_numbers(parts),
             session: session.clone(),
-            cl_ord_id: cl_ord_id.to_owned(),
+            cl_ord_id,
             kind: RequestKind::MassCancel {
                 request_type,
                 symbol: symbol.filter(|_| request_type == '1').map(str::to_owned),
@@ -1125,16 +1137,14 @@ impl OrderEntry {
                     let Some(order) = self.orders.remove(&order_id) else { continue };
                     for cl_ord_id in &order.chain {
                         let key = ClOrdKey(order.session.as_str(), cl_ord_id);
-                        if self.clordids.get(&key) == Some(&ClOrdRef::Order(order_id)) {
-                            self.clordids.remove(&key);
-                        }
+                        self.release_cl_ord_id(key, ClOrdRef::Order(order_id));
                     }
                 }
                 Retired::Key(session, cl_ord_id) => {
-                    let key = ClOrdKey(session.as_str(), &cl_ord_id);
-                    if self.clordids.get(&key) == Some(&ClOrdRef::Request) {
-                        self.clordids.remove(&key);
-                    }
+                    self.release_cl_ord_id(
+                        ClOrdKey(session.as_str(), &cl_ord_id),
+                        ClOrdRef::Request,
+                    );
                 }
             }
         }
@@ -1329,15 +1339,11 @@ fn ord_rej_reason(reason: RejectReason) -> u32 {
 pub const CL_ORD_ID_LEN_MAX: usize = 64;
 
 /// A ClOrdID or OrigClOrdID within [`CL_ORD_ID_LEN_MAX`]; a longer one is a value out of range.
-fn identifier(value: &str, tag: u32) -> Result<&str, FieldError> {
-    if value.len() > CL_ORD_ID_LEN_MAX {
+fn identifier(value: &str, tag: u32) -> Result<ClOrdId, FieldError> {
+    ClOrdId::new(value).map_err(|_| {
         let shown: String = value.chars().take(CL_ORD_ID_LEN_MAX).collect();
-        return Err(FieldError::BadValue {
-            tag,
-            value: format!("{shown}... (over {CL_ORD_ID_LEN_MAX} bytes)"),
-        });
-    }
-    Ok(value)
+        FieldError::BadValue { tag, value: format!("{shown}... (over {CL_ORD_ID_LEN_MAX} bytes)") }
+    })
 }
 
 /// Account (1), if given.
