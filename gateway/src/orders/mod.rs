@@ -75,6 +75,7 @@ use engine::{
 };
 use sequencer::record::{EventRecord, Output};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 pub use clordid::{ClOrdId, ClOrdIdTooLong};
 pub use instrument::{Instrument, InstrumentError, Instruments};
@@ -212,8 +213,10 @@ pub struct Order {
     pub ticks_lots: u128,
     /// The current ClOrdID.
     pub cl_ord_id: ClOrdId,
-    /// Every ClOrdID the order has had, oldest first, the current one last.
-    pub chain: Vec<ClOrdId>,
+    /// Every ClOrdID the order has had, oldest first, the current one last. Held inline up
+    /// to one, so that an order never amended allocates nothing for it, and retiring it
+    /// reads no memory beyond the order's own.
+    pub chain: SmallVec<[ClOrdId; 1]>,
     pub status: OrdStatus,
 }
 
@@ -1307,7 +1310,7 @@ fn new_order_entry(request: &Request, new: &NewOrder) -> Order {
         leaves: new.quantity.0,
         ticks_lots: 0,
         cl_ord_id: request.cl_ord_id.clone(),
-        chain: vec![request.cl_ord_id.clone()],
+        chain: smallvec::smallvec![request.cl_ord_id.clone()],
         status: OrdStatus::PendingNew,
     }
 }
