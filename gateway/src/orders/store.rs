@@ -8,7 +8,7 @@
 //! is a copy into the page cache, and [`OrderStore::flush`], which the bridge calls once per
 //! pass before it submits any of the pass's commands, costs nothing more unless the policy
 //! fsyncs. Snapshots, large and rare, go to a RocksDB database in the `snapshots`
-//! subdirectory, values as JSON:
+//! subdirectory, values in postcard's compact binary form behind a format byte:
 //!
 //! ```text
 //! request log record payload, zero padded to a multiple of 8 bytes:
@@ -21,8 +21,17 @@
 //!  kind 2 DELIVERED  number = seq: reports of every command up to it were delivered
 //!
 //! snapshots (RocksDB):
-//! 's' | seq (u64 big-endian)  -> EntrySnapshot as of the end of command seq
+//! 's' | seq (u64 big-endian)  -> EntrySnapshot as of the end of command seq:
+//!  0        1
+//!  +--------+--------------------------------------------+
+//!  | 0x01   | the snapshot, postcard                     |
+//!  +--------+--------------------------------------------+
+//!  or, as stores written before the binary form hold them, the snapshot as JSON (from '{')
 //! ```
+//!
+//! The binary form is about a third of the JSON's size and several times quicker to write:
+//! a snapshot holds every live and retired order (over 100,000 at the default window), and at
+//! 50,000 orders a second one is stored every two seconds, on the FIX thread's core.
 //!
 //! A snapshot makes every request numbered below its `next_request` redundant: reads skip
 //! them from then on, and log segments holding nothing newer are deleted. Every new segment
@@ -44,6 +53,8 @@ use sequencer::journal::{
 use super::{EntrySnapshot, Request};
 
 const SNAPSHOT: u8 = b's';
+/// The first byte of a snapshot value in postcard's form; JSON ones start with `{`.
+const SNAPSHOT_POSTCARD: u8 = 1;
 /// Snapshots kept: the newest and one fallback.
 const SNAPSHOTS_KEPT: usize = 2;
 
@@ -144,6 +155,16 @@ impl RequestLog {
     }
 }
 
+/// A stored snapshot in either form; `None` if it does not decode (the caller falls back to an
+/// older one).
+fn decode_snapshot(value: &[u8]) -> Option<EntrySnapshot> {
+    match value.split_first()? {
+        (&SNAPSHOT_POSTCARD, binary) => postcard::from_bytes(binary).ok(),
+        (b'{', _) => serde_json::from_slice(value).ok(),
+        _ => None,
+    }
+}
+
 /// One record of the request log, decoded.
 fn decode_record(payload: &[u8]) -> Option<(u8, u64, &[u8])> {
     let header = payload.get(..RECORD_HEADER)?;
@@ -159,6 +180,9 @@ pub struct OrderStore {
     /// Whether writes are fsynced.
     sync: bool,
     log: Mutex<RequestLog>,
+    /// Where snapshots are encoded, kept between them: a fresh buffer of tens of megabytes
+    /// would be zeroed page by page by the kernel every time.
+    snapshot_buffer: Mutex<Vec<u8>>,
 }
 
 impl std::fmt::Debug for OrderStore {
@@ -236,7 +260,13 @@ impl OrderStore {
             payload: Vec::with_capacity(512),
             json: Vec::with_capacity(512),
         };
-        let store = OrderStore { db, path: directory.to_owned(), sync, log: Mutex::new(log) };
+        let store = OrderStore {
+            db,
+            path: directory.to_owned(),
+            sync,
+            log: Mutex::new(log),
+            snapshot_buffer: Mutex::new(Vec::new()),
+        };
         let redundant_below = store.latest_snapshot()?.map_or(0, |snapshot| snapshot.next_request);
         let mut log = store.lock();
         log.redundant_below = redundant_below;
@@ -351,9 +381,15 @@ impl OrderStore {
     /// were submitted (or is among the snapshot's pending ones), and pruning deletes only
     /// segments already synced. The log's lock is held only for the pruning.
     pub fn put_snapshot(&self, snapshot: &EntrySnapshot) -> Result<(), OrderStoreError> {
-        let value = serde_json::to_vec(snapshot).expect("snapshots always serialize");
+        let mut buffer = self.snapshot_buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut value = std::mem::take(&mut *buffer);
+        value.clear();
+        value.push(SNAPSHOT_POSTCARD);
+        let value = postcard::to_extend(snapshot, value).expect("snapshots always serialize");
         let mut batch = WriteBatch::default();
-        batch.put(key(SNAPSHOT, snapshot.seq), value);
+        batch.put(key(SNAPSHOT, snapshot.seq), &value);
+        *buffer = value;
+        drop(buffer);
         let mut older = self.snapshot_seqs()?;
         older.retain(|seq| *seq < snapshot.seq);
         let excess = (older.len() + 1).saturating_sub(SNAPSHOTS_KEPT);
@@ -407,7 +443,7 @@ impl OrderStore {
             let Some(value) = self.db.get(key(SNAPSHOT, seq)).map_err(self.rocks())? else {
                 continue;
             };
-            if let Ok(snapshot) = serde_json::from_slice::<EntrySnapshot>(&value) {
+            if let Some(snapshot) = decode_snapshot(&value) {
                 return Ok(Some(snapshot));
             }
         }
@@ -427,7 +463,9 @@ impl Drop for OrderStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ClOrdId, RequestKind, SessionId};
+    use std::sync::Arc;
+
+    use super::super::{ClOrdId, MassProgress, OrdStatus, Order, RequestKind, Retired, SessionId};
     use super::*;
     use testkit::{damage_segment, segment_count, TempDir};
 
@@ -460,6 +498,69 @@ mod tests {
         assert_eq!(kept, (1..=last).map(request).collect::<Vec<_>>());
         let delivered = store.delivered().unwrap().unwrap();
         assert!(delivered <= last, "a mark no later than the requests kept: {delivered}");
+    }
+
+    /// A snapshot with something in every table, an amended order's chain among them.
+    fn full_snapshot(seq: u64) -> EntrySnapshot {
+        let id = |text: &str| ClOrdId::new(text).unwrap();
+        let order = Order {
+            order_id: 7,
+            session: SessionId::new("ALICE"),
+            account: 1,
+            instrument: 2,
+            side: '1',
+            ord_type: '2',
+            tif: '1',
+            price: 60_000,
+            quantity: 10,
+            quote_budget: u128::from(u64::MAX) + 1,
+            cum: 4,
+            leaves: 6,
+            ticks_lots: 240_000,
+            cl_ord_id: id("b3r"),
+            chain: [id("b3"), id("b3r")].into_iter().collect(),
+            status: OrdStatus::PartiallyFilled,
+        };
+        EntrySnapshot {
+            seq,
+            next_request: seq + 1,
+            next_order: 8,
+            reply_counter: 3,
+            orders: vec![Arc::new(order)],
+            retired: vec![Retired::Order(5), Retired::Key(SessionId::new("BOB"), id("c\"é"))],
+            pending: vec![request(seq)],
+            mass: vec![(
+                4,
+                MassProgress { affected: 2, parts_done: 1, parts_rejected: 0, reject_text: None },
+            )],
+        }
+    }
+
+    #[test]
+    fn snapshots_are_stored_binary_and_json_ones_of_older_stores_still_read() {
+        let dir = TempDir::new("order-log", "snapshot-forms");
+        let store = OrderStore::open(&dir.0, false).unwrap();
+        // As stores written before the binary form hold them.
+        let older = full_snapshot(10);
+        let json = serde_json::to_vec(&older).unwrap();
+        store.db.put(key(SNAPSHOT, 10), json).unwrap();
+        assert_eq!(store.latest_snapshot().unwrap(), Some(older.clone()));
+        let newer = full_snapshot(20);
+        store.put_snapshot(&newer).unwrap();
+        let stored = store.db.get(key(SNAPSHOT, 20)).unwrap().unwrap();
+        assert_eq!(stored[0], SNAPSHOT_POSTCARD);
+        assert!(stored.len() * 2 < serde_json::to_vec(&newer).unwrap().len(), "compact");
+        assert_eq!(store.latest_snapshot().unwrap(), Some(newer.clone()));
+        // A newest snapshot that does not decode (cut short, or of an unknown form) is passed
+        // over for the one before it.
+        store.db.put(key(SNAPSHOT, 20), &stored[..stored.len() / 2]).unwrap();
+        assert_eq!(store.latest_snapshot().unwrap(), Some(older.clone()));
+        store.db.put(key(SNAPSHOT, 20), [9, 1, 2]).unwrap();
+        assert_eq!(store.latest_snapshot().unwrap(), Some(older));
+        // The buffer kept between snapshots holds nothing of the last one into the next.
+        store.put_snapshot(&EntrySnapshot { seq: 30, ..EntrySnapshot::default() }).unwrap();
+        let empty = store.latest_snapshot().unwrap().unwrap();
+        assert_eq!(empty, EntrySnapshot { seq: 30, ..EntrySnapshot::default() });
     }
 
     #[test]
