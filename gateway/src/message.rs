@@ -150,17 +150,63 @@ impl FieldError {
     }
 }
 
+/// Spare messages of this thread, whose buffers [`Message::new`] reuses.
+///
+/// The FIX thread decodes a message for every one it receives and builds one for every report
+/// it sends, and drops each once it is handled or encoded: three allocations and three frees
+/// apiece (its type, body and index), the larger part of that thread's calls to the allocator.
+/// A dropped message's buffers wait here for the next one instead. Few are ever in flight at
+/// once, so a short list covers them; beyond it, buffers are freed as before.
+const SPARE_MAX: usize = 64;
+
+/// A message's buffers: its type, body and index.
+type Buffers = (String, String, Vec<Field>);
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Buffers>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Drop for Message {
+    fn drop(&mut self) {
+        // Only buffers of the usual size are kept: an occasional huge message (a long Text)
+        // would otherwise pin its memory here for good.
+        if self.body.capacity() > 4 * Message::BODY_CAPACITY
+            || self.fields.capacity() > 4 * Message::FIELDS_CAPACITY
+            || self.body.capacity() == 0
+        {
+            return;
+        }
+        let spare = (
+            std::mem::take(&mut self.msg_type),
+            std::mem::take(&mut self.body),
+            std::mem::take(&mut self.fields),
+        );
+        // During thread teardown the list may be gone already; the buffers are then freed
+        // (plain strings and a vector: nothing here runs again).
+        let _ = SPARE.try_with(|list| {
+            if let Ok(mut list) = list.try_borrow_mut() {
+                if list.len() < SPARE_MAX {
+                    list.push(spare);
+                }
+            }
+        });
+    }
+}
+
 impl Message {
     /// Room for a typical execution report, so that building one does not reallocate.
     const BODY_CAPACITY: usize = 256;
     const FIELDS_CAPACITY: usize = 20;
 
     pub fn new(msg_type: &str) -> Message {
-        Message {
-            msg_type: msg_type.to_owned(),
-            body: String::with_capacity(Message::BODY_CAPACITY),
-            fields: Vec::with_capacity(Message::FIELDS_CAPACITY),
-        }
+        let spare = SPARE.try_with(|list| list.try_borrow_mut().ok()?.pop()).ok().flatten();
+        let (kind, body, fields) = spare.unwrap_or_else(|| {
+            let body = String::with_capacity(Message::BODY_CAPACITY);
+            (String::new(), body, Vec::with_capacity(Message::FIELDS_CAPACITY))
+        });
+        let mut message = Message { msg_type: kind, body, fields };
+        message.reset(msg_type);
+        message
     }
 
     /// Empties the message for reuse as `msg_type`, keeping its allocations.
@@ -288,6 +334,28 @@ impl fmt::Debug for Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dropped_messages_buffers_serve_the_next_and_nothing_of_it_shows() {
+        // Each test runs on a thread of its own, so this thread's spare list starts empty.
+        let first = Message::new("8").with(11, "order-1").with(58, "filled");
+        let body = first.body().as_ptr();
+        drop(first);
+        let second = Message::new("D");
+        assert_eq!(second.body().as_ptr(), body, "the buffer was reused");
+        assert_eq!(second, Message::new("D"), "and emptied: no field of the first remains");
+        assert_eq!(second.get(11), None);
+        assert_eq!(second.msg_type, "D");
+        // A message grown far past the usual size gives its memory back instead.
+        let spare = || SPARE.with_borrow(Vec::len);
+        let mut large = Message::new("8");
+        large.push(58, "x".repeat(64 * 1024));
+        let before = spare();
+        drop(large);
+        assert_eq!(spare(), before, "not kept");
+        drop(second);
+        assert_eq!(spare(), before + 1, "an ordinary one is");
+    }
 
     #[test]
     fn fields_read_back_with_specific_errors() {
