@@ -24,6 +24,8 @@ use std::sync::Arc;
 use fefix::tagvalue::{Config, RawDecoder};
 use fefix::{Dictionary, GetConfig};
 
+use smallvec::SmallVec;
+
 use crate::message::Message;
 
 /// The field separator, SOH.
@@ -204,6 +206,36 @@ pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
+/// The text of a header field the session layer checks (a CompID, a timestamp), held inline
+/// up to 32 bytes, as such fields almost always are: decoding every inbound message allocated
+/// a string for each of them before. Invalid UTF-8 is replaced, as `String::from_utf8_lossy`
+/// does.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeaderText(SmallVec<[u8; 32]>);
+
+impl HeaderText {
+    fn from_wire(value: &[u8]) -> HeaderText {
+        match String::from_utf8_lossy(value) {
+            std::borrow::Cow::Borrowed(text) => HeaderText(SmallVec::from_slice(text.as_bytes())),
+            std::borrow::Cow::Owned(text) => HeaderText(SmallVec::from_vec(text.into_bytes())),
+        }
+    }
+}
+
+impl std::ops::Deref for HeaderText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a HeaderText is made of UTF-8 text only")
+    }
+}
+
+impl std::fmt::Debug for HeaderText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// A decoded inbound message: the standard header fields the session layer checks, and the
 /// rest as a [`Message`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,15 +243,15 @@ pub struct Inbound {
     /// MsgSeqNum (34); `None` when missing or not a number.
     pub seq: Option<u64>,
     /// SenderCompID (49): the counterparty's CompID.
-    pub sender_comp_id: Option<String>,
+    pub sender_comp_id: Option<HeaderText>,
     /// TargetCompID (56): ours.
-    pub target_comp_id: Option<String>,
+    pub target_comp_id: Option<HeaderText>,
     /// SendingTime (52), as text.
-    pub sending_time: Option<String>,
+    pub sending_time: Option<HeaderText>,
     /// PossDupFlag (43) is `Y`.
     pub poss_dup: bool,
     /// OrigSendingTime (122), as text.
-    pub orig_sending_time: Option<String>,
+    pub orig_sending_time: Option<HeaderText>,
     /// Whether the FIX 4.4 dictionary knows the MsgType.
     pub msg_type_known: bool,
     /// The first tag below the user-defined range (5000) that the dictionary does not know.
@@ -372,7 +404,7 @@ impl FixDecoder {
         for field in fields {
             let (tag, value) = field?;
             let tag = u32::from(tag);
-            let text = || String::from_utf8_lossy(value).into_owned();
+            let text = || HeaderText::from_wire(value);
             match tag {
                 34 if !seq_seen => {
                     seq_seen = true;
@@ -671,6 +703,17 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_text_reads_as_the_wire_had_it_inline_or_not_and_replaces_bad_utf8() {
+        let short = HeaderText::from_wire(b"20240102-03:04:05.000");
+        assert_eq!(&*short, "20240102-03:04:05.000");
+        assert!(!short.0.spilled(), "a timestamp is held inline");
+        let long = "C".repeat(100);
+        assert_eq!(&*HeaderText::from_wire(long.as_bytes()), long);
+        assert_eq!(&*HeaderText::from_wire(b"AB\xffC"), "AB\u{fffd}C");
+        assert_eq!(format!("{:?}", HeaderText::from_wire(b"ALICE")), "\"ALICE\"");
+    }
 
     fn wire(text: &str) -> Vec<u8> {
         text.replace('|', "\x01").into_bytes()
