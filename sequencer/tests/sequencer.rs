@@ -10,7 +10,8 @@ use engine::{AccountId, AssetId, CommandBody};
 use sequencer::journal::{Durability, Journal, JournalConfig, SeqOrder};
 use sequencer::record::RECORD_BYTES;
 use sequencer::sequencer::{
-    read_commands, read_events, replay, Sequencer, SequencerConfig, SequencerError,
+    events_durability, read_commands, read_events, replay, Sequencer, SequencerConfig,
+    SequencerError, EVENTS_SYNC_INTERVAL,
 };
 
 mod common;
@@ -59,6 +60,46 @@ fn reopening_recovers_the_same_state_and_continues() {
     // Small segments roll over many times; nothing changes.
     let count = read_commands(&dir.0, |_| Ok(())).unwrap();
     assert_eq!(count, seq + 500);
+}
+
+#[test]
+fn under_group_commit_the_event_journal_syncs_on_a_coarser_interval_of_its_own() {
+    use std::time::Duration;
+    let every = |interval, records| Durability::GroupCommit { interval, records };
+    let events = every(EVENTS_SYNC_INTERVAL, u64::MAX);
+    assert_eq!(events_durability(every(Duration::from_millis(1), 4096)), events);
+    let slow = every(Duration::from_secs(1), 10);
+    assert_eq!(events_durability(slow), every(Duration::from_secs(1), u64::MAX));
+    assert_eq!(events_durability(Durability::PageCache), Durability::PageCache);
+    assert_eq!(events_durability(Durability::SyncEachCommit), Durability::SyncEachCommit);
+
+    // A command is durable once the command journal has synced it, without waiting for the
+    // event journal; a clean stop syncs both, and a reopen finds every event.
+    let dir = TempDir::new("sequencer", "group-commit");
+    let config = SequencerConfig {
+        durability: every(Duration::from_millis(1), 1),
+        ..config(&dir.0, 1 << 20)
+    };
+    let (mut sequencer, _) = Sequencer::open(&config).unwrap();
+    run(&mut sequencer, genesis());
+    run(&mut sequencer, trading(200, 3));
+    let last = sequencer.seq();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sequencer.commit().unwrap() < last {
+        assert!(std::time::Instant::now() < deadline, "the command journal never synced");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let hash = sequencer.engine().state_hash();
+    drop(sequencer);
+    let mut events = 0;
+    read_events(&dir.0, |_| {
+        events += 1;
+        Ok(())
+    })
+    .unwrap();
+    let (reopened, recovery) = Sequencer::open(&config).unwrap();
+    assert_eq!(recovery.events_appended, 0, "{events} events were all journaled");
+    assert_eq!(reopened.engine().state_hash(), hash);
 }
 
 #[test]
