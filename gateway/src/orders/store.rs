@@ -597,6 +597,37 @@ mod tests {
     }
 
     #[test]
+    fn a_request_record_that_does_not_decode_is_refused_by_record_number() {
+        let dir = TempDir::new("order-log", "undecodable");
+        let bad_record = {
+            let store = OrderStore::open(&dir.0, false).unwrap();
+            store.put_request(&request(1)).unwrap();
+            // Whole as far as the journal can tell (its checksum matches), but not a request:
+            // a varint that never ends.
+            let bad = store.lock().append(REQUEST, 2, &[0xFF; 12]).unwrap();
+            store.flush().unwrap();
+            bad
+        };
+        let store = OrderStore::open(&dir.0, false).unwrap();
+        match store.requests_from(0) {
+            Err(OrderStoreError::Decode { record, .. }) => assert_eq!(record, bad_record),
+            other => panic!("expected a decode error naming record {bad_record}: {other:?}"),
+        }
+        // A record of a kind this version does not know stops the store from opening.
+        drop(store);
+        let dir = TempDir::new("order-log", "unknown-kind");
+        {
+            let store = OrderStore::open(&dir.0, false).unwrap();
+            store.put_request(&request(1)).unwrap();
+            store.lock().append(9, 2, b"from a later version").unwrap();
+            store.flush().unwrap();
+        }
+        let error = OrderStore::open(&dir.0, false).unwrap_err();
+        assert!(matches!(error, OrderStoreError::Decode { .. }), "{error}");
+        assert!(error.to_string().contains("not a request log record"), "{error}");
+    }
+
+    #[test]
     fn an_earlier_versions_rocksdb_store_is_refused_not_ignored() {
         let dir = TempDir::new("order-log", "legacy");
         std::fs::create_dir_all(&dir.0).unwrap();
