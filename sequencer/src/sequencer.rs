@@ -625,3 +625,29 @@ pub fn replay_from_snapshot(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_event_journal_alone_takes_the_coarser_policy() {
+        let node = Durability::GroupCommit { interval: Duration::from_millis(1), records: 4096 };
+        let config = SequencerConfig {
+            data_dir: PathBuf::from("/nonexistent"),
+            engine: EngineConfig::default(),
+            durability: node,
+            segment_bytes: 1 << 20,
+            truncate_corrupt: false,
+            snapshot_every_commands: 0,
+            snapshots_kept: 1,
+        };
+        let commands = journal_config(&config, COMMANDS, SeqOrder::Strict).durability;
+        let events = journal_config(&config, EVENTS, SeqOrder::NonDecreasing).durability;
+        assert_eq!(commands, node, "the command journal keeps the node's policy");
+        assert_eq!(events, events_durability(node));
+        assert_ne!(events, node, "the event journal syncs less often");
+    }
+}
