@@ -450,8 +450,12 @@ impl OrderStore {
         Ok(self.lock().delivered)
     }
 
-    /// The newest snapshot that decodes, if any; an undecodable one is skipped for the one
-    /// before it, since replaying from further back gives the same state.
+    /// The newest snapshot that decodes, if any; an undecodable one is skipped, with a warning,
+    /// for the one before it. (RocksDB's own checksums turn damage on disk into an error
+    /// instead; what does not decode was written in a form this version does not read.) The
+    /// requests the newer snapshot made redundant may already be pruned, so after such a
+    /// fallback, reports of the commands between the two snapshots cannot be matched to their
+    /// sessions: the warning says so.
     pub fn latest_snapshot(&self) -> Result<Option<EntrySnapshot>, OrderStoreError> {
         for seq in self.snapshot_seqs()?.into_iter().rev() {
             let Some(value) = self.db.get(key(SNAPSHOT, seq)).map_err(self.rocks())? else {
@@ -460,6 +464,11 @@ impl OrderStore {
             if let Some(snapshot) = decode_snapshot(&value) {
                 return Ok(Some(snapshot));
             }
+            eprintln!(
+                "fix: {}: the order-entry snapshot at seq {seq} does not decode; falling back to \
+                 an older one (requests it made redundant may be gone)",
+                self.path.display()
+            );
         }
         Ok(None)
     }
