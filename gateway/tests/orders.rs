@@ -660,6 +660,20 @@ fn finished_orders_are_forgotten_oldest_first_beyond_the_window() {
     }
     let out = exchange.send(ALICE, &status("live"));
     expect(&out[0], "8", &[(39, "0")]);
+    // A forgotten order's every ClOrdID (an amend's among them) and a cancel request's are
+    // free again: while remembered they are duplicates, afterwards a new order may take them.
+    exchange.send(ALICE, &limit("m1", '1', "0.1", "59000"));
+    exchange.send(ALICE, &replace("m1r", "m1", "0.2", "59000"));
+    exchange.send(ALICE, &cancel("m1c", "m1r"));
+    let out = exchange.send(ALICE, &limit("m1", '1', "0.1", "59000"));
+    expect(&out[0], "8", &[(39, "8"), (103, "6")]);
+    for index in 0..5 {
+        exchange.send(ALICE, &limit(&format!("s{index}"), '1', "0.1", "70000"));
+    }
+    for cl_ord_id in ["m1", "m1r", "m1c"] {
+        let out = exchange.send(ALICE, &limit(cl_ord_id, '1', "0.1", "59000"));
+        expect(&out[0], "8", &[(11, cl_ord_id), (39, "0")]);
+    }
 }
 
 /// Replays a recorded stream after `seq` into a restored entry.
