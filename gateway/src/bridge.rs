@@ -31,8 +31,8 @@ use crate::fix::{Application, Outbox, SessionConfig, SessionKey};
 use crate::message::{FieldError, Message};
 use crate::orders::store::{OrderStore, OrderStoreError};
 use crate::orders::{
-    origin, origin_source, utc_timestamp, Instruments, OrderEntry, OrderEntryConfig, Request,
-    RequestKind, Response, SessionId, Submission, SOURCE_FIX,
+    origin, origin_source, utc_timestamp, EntrySnapshot, Instruments, OrderEntry, OrderEntryConfig,
+    Request, RequestKind, Response, SessionId, Submission, SOURCE_FIX,
 };
 
 /// Cancel-on-disconnect commands carry this source: no order-entry request answers to them,
@@ -92,8 +92,10 @@ pub struct FixBridge {
     /// The seq of the last snapshot captured, and of the last one known stored.
     snapshot_seq: u64,
     snapshot_stored: u64,
-    /// The thread storing the last snapshot captured, until it has been joined.
-    snapshot_writer: Option<JoinHandle<Result<u64, OrderStoreError>>>,
+    /// The thread storing the last snapshot captured, until it has been joined. It hands the
+    /// snapshot back emptied, for the next capture to fill ([`OrderEntry::capture_into`]).
+    snapshot_writer: Option<JoinHandle<(Result<u64, OrderStoreError>, EntrySnapshot)>>,
+    snapshot_spare: EntrySnapshot,
     /// Reports of every command up to here are in the outbox or beyond.
     delivered: u64,
     /// What the order store holds as delivered.
@@ -189,6 +191,7 @@ impl FixBridge {
             snapshot_seq,
             snapshot_stored: snapshot_seq,
             snapshot_writer: None,
+            snapshot_spare: EntrySnapshot::default(),
             delivered: delivered.unwrap_or(0),
             delivered_stored: delivered.unwrap_or(0),
             pending: Vec::new(),
@@ -340,12 +343,13 @@ impl FixBridge {
             return;
         }
         self.join_snapshot_writer();
-        let capture = self.entry.capture();
+        let capture = self.entry.capture_into(std::mem::take(&mut self.snapshot_spare));
         let store = Arc::clone(&self.store);
         let writer = std::thread::Builder::new().name("entry-snapshot".into()).spawn(move || {
             priority::set_current_thread_nice(priority::BACKGROUND_NICE);
             let snapshot = capture.finish();
-            store.put_snapshot(&snapshot).map(|()| snapshot.seq)
+            let stored = store.put_snapshot(&snapshot).map(|()| snapshot.seq);
+            (stored, snapshot.recycle())
         });
         match writer {
             Ok(writer) => {
@@ -363,7 +367,11 @@ impl FixBridge {
     /// replays from the last stored snapshot: slower, nothing lost.
     fn join_snapshot_writer(&mut self) {
         let Some(writer) = self.snapshot_writer.take() else { return };
-        match writer.join() {
+        let stored = writer.join().map(|(stored, spare)| {
+            self.snapshot_spare = spare;
+            stored
+        });
+        match stored {
             Ok(Ok(seq)) => self.snapshot_stored = seq,
             Ok(Err(error)) => {
                 eprintln!(

@@ -882,3 +882,24 @@ fn an_over_long_clordid_is_a_value_out_of_range_and_nothing_is_stored() {
     let ids: Vec<&str> = stored.iter().map(|request| request.cl_ord_id.as_str()).collect();
     assert_eq!(ids, ["ok", limit_id.as_str()]);
 }
+
+#[test]
+fn a_capture_into_a_recycled_snapshot_equals_a_fresh_one_and_keeps_its_room() {
+    // A larger, older snapshot: more orders, more retired entries, a pending request.
+    let mut busy = Exchange::new();
+    trading_day(&mut busy, "d1-");
+    trading_day(&mut busy, "d2-");
+    busy.submit_only(ALICE, &limit("pending", '1', "0.1", "59000"));
+    let older = busy.entry.snapshot();
+    assert!(!older.pending.is_empty() && !older.retired.is_empty());
+    let room = older.orders.len();
+
+    let mut quiet = Exchange::new();
+    trading_day(&mut quiet, "d1-");
+    let recycled = older.recycle();
+    assert!(recycled.orders.is_empty() && recycled.retired.is_empty());
+    assert!(recycled.pending.is_empty() && recycled.mass.is_empty());
+    assert!(recycled.orders.capacity() >= room, "the tables keep their room");
+    let reused = quiet.entry.capture_into(recycled).finish();
+    assert_eq!(reused, quiet.entry.snapshot(), "nothing of the older snapshot shows");
+}
