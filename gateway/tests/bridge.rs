@@ -312,3 +312,22 @@ fn snapshots_are_stored_off_the_bridge_and_a_restart_resumes_from_the_newest() {
         assert_eq!(duplicate, cl_ord_id != "t0", "{cl_ord_id}: {report:?}");
     }
 }
+
+#[test]
+fn the_bridge_takes_no_input_while_its_answers_back_up() {
+    let dir = TempDir::new("gateway-bridge", "backlog");
+    let mut node = start(&dir.0);
+    let mut outbox = Outbox::default();
+    assert!(node.bridge.accepts_input());
+    // Orders submitted, then sequenced by the loop, whose records wait in the output ring
+    // (64 slots here) until the bridge polls: past an eighth of it, input waits.
+    for index in 0..4 {
+        node.send(sell(&format!("b{index}")), &mut outbox);
+    }
+    node.bridge.poll(&mut outbox);
+    node.app.do_work().unwrap();
+    assert!(!node.bridge.accepts_input(), "records wait beyond an eighth of the ring");
+    node.bridge.poll(&mut outbox);
+    assert!(node.bridge.accepts_input(), "a poll took them");
+    assert_eq!(reports(&mut outbox).len(), 4);
+}

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +21,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Default, Clone)]
 struct EchoApp {
     log: Arc<Mutex<Vec<String>>>,
+    /// Set: the app takes no input, as a bridge whose answers back up.
+    paused: Arc<AtomicBool>,
 }
 
 impl Application for EchoApp {
@@ -41,6 +44,10 @@ impl Application for EchoApp {
 
     fn on_logout(&mut self, session: SessionKey, _: &SessionConfig, _: &mut Outbox) {
         self.log.lock().unwrap().push(format!("logout {}", session.0));
+    }
+
+    fn accepts_input(&self) -> bool {
+        !self.paused.load(Ordering::Relaxed)
     }
 }
 
@@ -445,4 +452,42 @@ fn connections_beyond_the_limit_are_refused_and_freed_slots_serve_new_ones() {
     first.send("1", &[(112, "still-here")]);
     assert_eq!(first.recv().get(112), Some("still-here"));
     acceptor.stop();
+}
+
+#[test]
+fn an_application_that_takes_no_input_leaves_it_in_the_socket_until_it_does() {
+    // Driven pass by pass on this thread, so that "not read yet" is a fact, not a race.
+    let mut acceptor =
+        Acceptor::bind(AcceptorConfig::new("127.0.0.1:0".parse().unwrap(), sessions())).unwrap();
+    let mut app = EchoApp::default();
+    let log = Arc::clone(&app.log);
+    let mut drive = |acceptor: &mut Acceptor, app: &mut EchoApp, entry: &str| {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !log.lock().unwrap().iter().any(|line| line == entry) {
+            assert!(std::time::Instant::now() < deadline, "no {entry:?} within the failure bound");
+            acceptor.poll(app, gateway::fix::acceptor::now_ns());
+        }
+    };
+    let mut client = Client::connect(acceptor.local_addr(), "C1");
+    let logon = client.message(1, "A", &[(98, "0"), (108, "30"), (554, "pw1")]);
+    client.seq = 2;
+    client.send_raw(&logon);
+    drive(&mut acceptor, &mut app, "logon 0");
+    assert_eq!(client.recv().msg_type(), "A");
+
+    app.paused.store(true, Ordering::Relaxed);
+    client.send("D", &[(11, "held")]);
+    // On loopback a write has reached the acceptor's socket when it returns: epoll reports it
+    // at the next pass, and the passes below would read it if reading were not held back.
+    for _ in 0..1000 {
+        acceptor.poll(&mut app, gateway::fix::acceptor::now_ns());
+    }
+    assert_eq!(*log.lock().unwrap(), vec!["logon 0"], "nothing read while paused");
+
+    // Readiness seen while paused is kept: the bytes are read once input is taken again,
+    // without a new edge from the socket.
+    app.paused.store(false, Ordering::Relaxed);
+    drive(&mut acceptor, &mut app, "D held");
+    let report = client.recv();
+    assert_eq!((report.msg_type(), report.get(11)), ("8", Some("held")));
 }

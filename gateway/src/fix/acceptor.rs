@@ -317,8 +317,10 @@ impl Acceptor {
 
     fn pass<A: Application>(&mut self, application: &mut A, now_ns: u64) -> usize {
         let mut work = self.accept(now_ns);
-        for id in 0..self.connections.len() {
-            work += self.read_connection(id, application, now_ns);
+        if application.accepts_input() {
+            for id in 0..self.connections.len() {
+                work += self.read_connection(id, application, now_ns);
+            }
         }
         work += application.poll(&mut self.outbox);
         work += self.drain_outbox(now_ns);

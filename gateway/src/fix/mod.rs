@@ -155,4 +155,12 @@ pub trait Application {
     fn busy(&self) -> bool {
         false
     }
+
+    /// Whether the application takes more inbound messages now. While it does not (its
+    /// answers are backing up), the acceptor leaves what the sockets hold unread, so that
+    /// back-pressure reaches the counterparties through TCP; it still polls the application,
+    /// sends, and runs the session timers.
+    fn accepts_input(&self) -> bool {
+        true
+    }
 }
