@@ -461,7 +461,7 @@ fn an_application_that_takes_no_input_leaves_it_in_the_socket_until_it_does() {
         Acceptor::bind(AcceptorConfig::new("127.0.0.1:0".parse().unwrap(), sessions())).unwrap();
     let mut app = EchoApp::default();
     let log = Arc::clone(&app.log);
-    let mut drive = |acceptor: &mut Acceptor, app: &mut EchoApp, entry: &str| {
+    let drive = |acceptor: &mut Acceptor, app: &mut EchoApp, entry: &str| {
         let deadline = std::time::Instant::now() + TIMEOUT;
         while !log.lock().unwrap().iter().any(|line| line == entry) {
             assert!(std::time::Instant::now() < deadline, "no {entry:?} within the failure bound");
