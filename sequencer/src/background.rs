@@ -554,9 +554,14 @@ impl Preparer {
             crate::priority::set_current_thread_nice(crate::priority::HOUSEKEEPING_NICE);
             while !thread_stop.load(Ordering::Acquire) {
                 let path = spare_path(&directory, &name, number);
-                drop(std::mem::take(
+                // Taken out under the lock and unmapped after it is released: the guard of a
+                // `drop(take(&mut *lock()))` lives to the end of that statement, so the writer's
+                // next `retire` (the loop's or the FIX thread's, at a roll-over) waited for this
+                // niced thread to tear down tens of megabytes of page tables.
+                let retired = std::mem::take(
                     &mut *thread_retired.lock().unwrap_or_else(PoisonError::into_inner),
-                ));
+                );
+                drop(retired);
                 let empty = thread_spare.lock().unwrap_or_else(PoisonError::into_inner).is_none();
                 if empty && thread_wanted.swap(false, Ordering::AcqRel) {
                     // On failure the writer prepares its next segment itself and reports any
