@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use engine::{AccountId, Command, CommandBody};
+use sequencer::journal::DetachedSegments;
 use sequencer::priority;
 use sequencer::record::{decode_output, encode_command_from, Output, Record};
 use sequencer::ring::{RingConsumer, RingProducer};
@@ -105,8 +106,11 @@ pub struct FixBridge {
     snapshot_stored: u64,
     /// The thread storing the last snapshot captured, until it has been joined. It hands the
     /// snapshot back emptied, for the next capture to fill ([`OrderEntry::capture_into`]).
-    snapshot_writer: Option<JoinHandle<(Result<u64, OrderStoreError>, EntrySnapshot)>>,
+    snapshot_writer: Option<JoinHandle<(Result<(u64, u64), OrderStoreError>, EntrySnapshot)>>,
     snapshot_spare: EntrySnapshot,
+    /// Request-log segments a stored snapshot made redundant, detached here (under the log's
+    /// lock, which only this thread then takes) and deleted by the next snapshot's thread.
+    pruned: Vec<DetachedSegments>,
     /// Reports of every command up to here are in the outbox or beyond.
     delivered: u64,
     /// What the order store holds as delivered.
@@ -203,6 +207,7 @@ impl FixBridge {
             snapshot_stored: snapshot_seq,
             snapshot_writer: None,
             snapshot_spare: EntrySnapshot::default(),
+            pruned: Vec::new(),
             delivered: delivered.unwrap_or(0),
             delivered_stored: delivered.unwrap_or(0),
             pending: Vec::new(),
@@ -356,10 +361,19 @@ impl FixBridge {
         self.join_snapshot_writer();
         let capture = self.entry.capture_into(std::mem::take(&mut self.snapshot_spare));
         let store = Arc::clone(&self.store);
+        let pruned = std::mem::take(&mut self.pruned);
         let writer = std::thread::Builder::new().name("entry-snapshot".into()).spawn(move || {
             priority::set_current_thread_nice(priority::BACKGROUND_NICE);
+            for detached in pruned {
+                if let Err(error) = store.delete_segments(detached) {
+                    eprintln!(
+                        "fix: deleting request-log segments a snapshot made redundant: {error}"
+                    );
+                }
+            }
             let snapshot = capture.finish();
-            let stored = store.put_snapshot(&snapshot).map(|()| snapshot.seq);
+            let stored =
+                store.write_snapshot(&snapshot).map(|()| (snapshot.seq, snapshot.next_request));
             (stored, snapshot.recycle())
         });
         match writer {
@@ -383,7 +397,10 @@ impl FixBridge {
             stored
         });
         match stored {
-            Ok(Ok(seq)) => self.snapshot_stored = seq,
+            Ok(Ok((seq, next_request))) => {
+                self.snapshot_stored = seq;
+                self.pruned.push(self.store.prune_log(next_request));
+            }
             Ok(Err(error)) => {
                 eprintln!(
                     "fix: storing the order-entry snapshot at {}: {error}",
@@ -402,6 +419,11 @@ impl FixBridge {
         self.snapshot_every = if commands == 0 { u64::MAX } else { commands };
     }
 
+    /// The order entry's store, for reading what it holds.
+    pub fn order_store(&self) -> &OrderStore {
+        &self.store
+    }
+
     /// The seq of the newest snapshot this bridge has stored, waiting for one being written.
     pub fn finish_snapshot(&mut self) -> u64 {
         self.join_snapshot_writer();
@@ -411,8 +433,14 @@ impl FixBridge {
 
 impl Drop for FixBridge {
     fn drop(&mut self) {
-        // A snapshot being written is finished, not abandoned halfway through a stop.
+        // A snapshot being written is finished, not abandoned halfway through a stop, and the
+        // segments it made redundant go now rather than at the next start's first snapshot.
         self.join_snapshot_writer();
+        for detached in std::mem::take(&mut self.pruned) {
+            if let Err(error) = self.store.delete_segments(detached) {
+                eprintln!("fix: deleting request-log segments a snapshot made redundant: {error}");
+            }
+        }
     }
 }
 

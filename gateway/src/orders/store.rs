@@ -148,9 +148,8 @@ impl RequestLog {
     /// the caller to delete once it has let go of the lock.
     fn prune(&mut self, next_request: u64) -> DetachedSegments {
         self.redundant_below = self.redundant_below.max(next_request);
-        while self.requests.front().is_some_and(|&(number, _)| number < self.redundant_below) {
-            self.requests.pop_front();
-        }
+        let redundant = self.requests.partition_point(|&(number, _)| number < self.redundant_below);
+        self.requests.drain(..redundant);
         let keep_from = self.requests.front().map_or(self.next_record, |&(_, record)| record);
         // Only segments before the durable part's end go: the oldest segment kept has a
         // durable start, which is the delivered mark of its time, so the newest durable mark
@@ -388,13 +387,26 @@ impl OrderStore {
         Ok(requests)
     }
 
-    /// Stores a snapshot, prunes older snapshots and the requests it makes redundant.
+    /// Stores a snapshot, prunes older snapshots and the requests it makes redundant:
+    /// [`OrderStore::write_snapshot`], then [`OrderStore::prune_log`] and the deletion of the
+    /// segments it detached.
+    pub fn put_snapshot(&self, snapshot: &EntrySnapshot) -> Result<(), OrderStoreError> {
+        self.write_snapshot(snapshot)?;
+        self.delete_segments(self.prune_log(snapshot.next_request))
+    }
+
+    /// Deletes log segments that [`OrderStore::prune_log`] detached.
+    pub fn delete_segments(&self, detached: DetachedSegments) -> Result<(), OrderStoreError> {
+        detached.delete().map_err(self.log_error())
+    }
+
+    /// Stores a snapshot and deletes the older ones beyond those kept; the request log is left
+    /// alone, so this takes none of its lock.
     ///
     /// It may run on a thread of its own while requests are stored: it needs no flush of the
     /// log, since every request the snapshot makes redundant was flushed before its commands
-    /// were submitted (or is among the snapshot's pending ones), and pruning deletes only
-    /// segments already synced. The log's lock is held only for the pruning.
-    pub fn put_snapshot(&self, snapshot: &EntrySnapshot) -> Result<(), OrderStoreError> {
+    /// were submitted (or is among the snapshot's pending ones).
+    pub fn write_snapshot(&self, snapshot: &EntrySnapshot) -> Result<(), OrderStoreError> {
         let mut buffer = self.snapshot_buffer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut value = std::mem::take(&mut *buffer);
         value.clear();
@@ -414,11 +426,16 @@ impl OrderStore {
         // next, and a snapshot lost after that would leave its requests nowhere.
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db.write_opt(batch, &options).map_err(self.rocks())?;
-        // The deletes wait until the lock is released: the FIX thread stores every request
-        // under it, and this thread runs at the lowest priority.
-        let detached = self.lock().prune(snapshot.next_request);
-        detached.delete().map_err(self.log_error())
+        self.db.write_opt(batch, &options).map_err(self.rocks())
+    }
+
+    /// Forgets the requests below `next_request`, which a stored snapshot covers, and detaches
+    /// the log segments holding only those, as far as they are synced. Call it on the thread
+    /// that stores requests: a niced snapshot thread preempted while it held the log's lock
+    /// kept the FIX thread waiting for that lock for tens of milliseconds. The caller deletes
+    /// the segments returned, preferably on another thread, outside the lock.
+    pub fn prune_log(&self, next_request: u64) -> DetachedSegments {
+        self.lock().prune(next_request)
     }
 
     fn snapshot_seqs(&self) -> Result<Vec<u64>, OrderStoreError> {
@@ -690,5 +707,30 @@ mod tests {
         let numbers: Vec<u64> =
             store.requests_from(0).unwrap().iter().map(|request| request.number).collect();
         assert_eq!(numbers, (135..=140).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_snapshot_written_alone_leaves_the_log_and_pruning_then_deleting_shortens_it() {
+        let dir = TempDir::new("order-log", "split");
+        let store = OrderStore::open_with(&dir.0, false, 2048).unwrap();
+        for number in 1..=60 {
+            store.put_request(&request(number)).unwrap();
+            store.flush().unwrap();
+        }
+        let numbers = || -> Vec<u64> {
+            store.requests_from(0).unwrap().iter().map(|request| request.number).collect()
+        };
+        let segments = segment_count(&dir.0, "requests");
+        let snapshot = EntrySnapshot { seq: 9, next_request: 50, ..EntrySnapshot::default() };
+        store.write_snapshot(&snapshot).unwrap();
+        assert_eq!(store.latest_snapshot().unwrap(), Some(snapshot));
+        assert_eq!(numbers(), (1..=60).collect::<Vec<_>>(), "the log is the pruner's to cut");
+        let detached = store.prune_log(50);
+        assert_eq!(numbers(), (50..=60).collect::<Vec<_>>());
+        assert!(!detached.is_empty());
+        assert_eq!(segment_count(&dir.0, "requests"), segments, "detached, not yet deleted");
+        store.delete_segments(detached).unwrap();
+        assert!(segment_count(&dir.0, "requests") < segments);
+        assert_eq!(numbers(), (50..=60).collect::<Vec<_>>());
     }
 }
