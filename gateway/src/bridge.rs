@@ -106,7 +106,7 @@ pub struct FixBridge {
     snapshot_stored: u64,
     /// The thread storing the last snapshot captured, until it has been joined. It hands the
     /// snapshot back emptied, for the next capture to fill ([`OrderEntry::capture_into`]).
-    snapshot_writer: Option<JoinHandle<(Result<(u64, u64), OrderStoreError>, EntrySnapshot)>>,
+    snapshot_writer: Option<JoinHandle<SnapshotWritten>>,
     snapshot_spare: EntrySnapshot,
     /// Request-log segments a stored snapshot made redundant, detached here (under the log's
     /// lock, which only this thread then takes) and deleted by the next snapshot's thread.
@@ -443,6 +443,10 @@ impl Drop for FixBridge {
         }
     }
 }
+
+/// What an order-entry snapshot's thread hands back: the stored snapshot's seq and first
+/// request number not covered, and the snapshot emptied for the next capture.
+type SnapshotWritten = (Result<(u64, u64), OrderStoreError>, EntrySnapshot);
 
 /// A BusinessMessageReject (j) for a request the gateway could not submit, naming the
 /// message type (372) and ClOrdID (379) it answers.
