@@ -701,13 +701,7 @@ mod tests {
         // Five pieces and a part: every piece boundary and the short last one are crossed.
         let len = 5 * UNMAP_PIECE_BYTES + 3 * 4096;
         let writable = dir.0.join("writable");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&writable)
-            .unwrap();
+        let file = OpenOptions::new().read(true).write(true).create(true).open(&writable).unwrap();
         file.set_len(len as u64).unwrap();
         let mut map = map_writable(&file).unwrap();
         map[len - 1] = 7;
