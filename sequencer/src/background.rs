@@ -20,7 +20,6 @@
 //! of a tmpfs copy, and the flusher first writes the committed bytes from it into the disk file.
 
 use std::fs::{self, File, OpenOptions};
-use std::mem::ManuallyDrop;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -39,53 +38,13 @@ const REARM_CHUNK: usize = 16 * 1024;
 /// latency-critical thread sharing its core (the kernel is built without preemption).
 pub(crate) const KERNEL_CALL_BYTES: usize = 64 * 1024;
 
-/// The most one `munmap` removes; see [`unmap_in_pieces`].
-const UNMAP_PIECE_BYTES: usize = 2 << 20;
-
-/// Unmaps `len` bytes at `address`, a piece of [`UNMAP_PIECE_BYTES`] at a time. Unmapping
-/// holds the process's memory-map lock for the whole range, and the helpers that unmap run
-/// niced: preempted inside one call for a segment of tens of megabytes, such a helper kept
-/// every thread that needed the lock waiting in uninterruptible sleep. The FIX thread, growing
-/// its heap with `mprotect`, was caught there for more than 200 ms at 30,000 orders/s. Between
-/// pieces the lock is free.
-///
-/// # Safety
-///
-/// `address..address + len` must be a whole mapping that nothing refers to any more and that
-/// nothing else will unmap (its owner was forgotten or is `ManuallyDrop`).
-#[allow(unsafe_code)]
-unsafe fn unmap_in_pieces(address: *mut u8, len: usize) {
-    let mut at = 0;
-    while at < len {
-        let piece = UNMAP_PIECE_BYTES.min(len - at);
-        // SAFETY: a page-aligned piece (the mapping starts on a page and every piece but the
-        // last is a whole number of pages) of a mapping the caller gave up, per the contract.
-        // A failure leaves the piece mapped: memory kept, nothing unsound.
-        unsafe { libc::munmap(address.add(at).cast(), piece) };
-        at += piece;
-    }
-}
-
-/// Unmaps a writable mapping in pieces ([`unmap_in_pieces`]).
-fn unmap_writable(map: MmapMut) {
-    let mut map = ManuallyDrop::new(map);
-    let (address, len) = (map.as_mut_ptr(), map.len());
-    // SAFETY: `map` is never dropped (ManuallyDrop) nor used again; memmap2 maps a file from
-    // offset 0 at a page boundary, so `address..address + len` is the whole mapping.
-    #[allow(unsafe_code)]
-    unsafe {
-        unmap_in_pieces(address, len);
-    }
-}
-
 /// The staged copy of a segment (see `staging.rs`), as the flusher copies from it.
 #[derive(Debug)]
 pub(crate) struct Stage {
     /// The staged file: removed once its segment is rolled over from and synced.
     pub path: PathBuf,
-    /// A read-only mapping of it, beside the writer's: the flusher copies from here. Unmapped
-    /// in pieces when the stage is dropped.
-    map: ManuallyDrop<Mmap>,
+    /// A read-only mapping of it, beside the writer's: the flusher copies from here.
+    map: Mmap,
     /// How many bytes from the start the disk file already has.
     copied: AtomicUsize,
 }
@@ -94,7 +53,7 @@ impl Stage {
     /// The staged file now at `path`, read through `view` (see [`map_view`]), whose first
     /// `copied` bytes the disk file already has.
     pub fn new(path: PathBuf, view: Mmap, copied: usize) -> Stage {
-        Stage { path, map: ManuallyDrop::new(view), copied: AtomicUsize::new(copied) }
+        Stage { path, map: view, copied: AtomicUsize::new(copied) }
     }
 
     /// Writes the staged bytes up to `end` that the disk file lacks into it, at the same offsets.
@@ -479,18 +438,6 @@ fn remove_spares(directory: &Path, name: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-impl Drop for Stage {
-    fn drop(&mut self) {
-        let (address, len) = (self.map.as_ptr().cast_mut(), self.map.len());
-        // SAFETY: the mapping is `ManuallyDrop` and this is its last use; it was mapped from
-        // offset 0 (`map_view`), so it starts on a page and `len` covers it.
-        #[allow(unsafe_code)]
-        unsafe {
-            unmap_in_pieces(address, len);
-        }
-    }
-}
-
 /// Faults every page of `map` in writable, a piece at a time (`KERNEL_CALL_BYTES`), so that the
 /// writer appending through it never takes a page fault: for a staged segment, whose memory
 /// `fallocate` reserved, this only fills page tables. Without it the FIX thread took a fault
@@ -614,7 +561,7 @@ impl Preparer {
                 let retired = std::mem::take(
                     &mut *thread_retired.lock().unwrap_or_else(PoisonError::into_inner),
                 );
-                retired.into_iter().for_each(unmap_writable);
+                drop(retired);
                 let empty = thread_spare.lock().unwrap_or_else(PoisonError::into_inner).is_none();
                 if empty && thread_wanted.swap(false, Ordering::AcqRel) {
                     // On failure the writer prepares its next segment itself and reports any
@@ -682,38 +629,5 @@ impl Preparer {
 impl Drop for Preparer {
     fn drop(&mut self) {
         self.halt();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mapped(path: &Path) -> bool {
-        let maps = fs::read_to_string("/proc/self/maps").unwrap();
-        maps.lines().any(|line| line.ends_with(path.to_str().unwrap()))
-    }
-
-    #[test]
-    fn mappings_unmapped_in_pieces_are_gone_whole() {
-        let dir = testkit::TempDir::new("background", "unmap");
-        fs::create_dir_all(&dir.0).unwrap();
-        // Five pieces and a part: every piece boundary and the short last one are crossed.
-        let len = 5 * UNMAP_PIECE_BYTES + 3 * 4096;
-        let writable = dir.0.join("writable");
-        let file = OpenOptions::new().read(true).write(true).create(true).open(&writable).unwrap();
-        file.set_len(len as u64).unwrap();
-        let mut map = map_writable(&file).unwrap();
-        map[len - 1] = 7;
-        assert!(mapped(&writable));
-        unmap_writable(map);
-        assert!(!mapped(&writable), "no piece of the writable mapping is left");
-
-        let staged = dir.0.join("staged");
-        fs::write(&staged, vec![1u8; len]).unwrap();
-        let stage = Stage::new(staged.clone(), map_view(&staged).unwrap(), 0);
-        assert!(mapped(&staged));
-        drop(stage);
-        assert!(!mapped(&staged), "no piece of the stage's view is left");
     }
 }
