@@ -364,13 +364,7 @@ impl FixBridge {
         let pruned = std::mem::take(&mut self.pruned);
         let writer = std::thread::Builder::new().name("entry-snapshot".into()).spawn(move || {
             priority::set_current_thread_nice(priority::BACKGROUND_NICE);
-            for detached in pruned {
-                if let Err(error) = store.delete_segments(detached) {
-                    eprintln!(
-                        "fix: deleting request-log segments a snapshot made redundant: {error}"
-                    );
-                }
-            }
+            delete_pruned(&store, pruned);
             let snapshot = capture.finish();
             let stored =
                 store.write_snapshot(&snapshot).map(|()| (snapshot.seq, snapshot.next_request));
@@ -436,10 +430,16 @@ impl Drop for FixBridge {
         // A snapshot being written is finished, not abandoned halfway through a stop, and the
         // segments it made redundant go now rather than at the next start's first snapshot.
         self.join_snapshot_writer();
-        for detached in std::mem::take(&mut self.pruned) {
-            if let Err(error) = self.store.delete_segments(detached) {
-                eprintln!("fix: deleting request-log segments a snapshot made redundant: {error}");
-            }
+        delete_pruned(&self.store, std::mem::take(&mut self.pruned));
+    }
+}
+
+/// Deletes request-log segments a stored snapshot made redundant. A failure only leaves files
+/// behind: the next start reads them, skips their requests as redundant, and prunes them again.
+fn delete_pruned(store: &OrderStore, pruned: Vec<DetachedSegments>) {
+    for detached in pruned {
+        if let Err(error) = store.delete_segments(detached) {
+            eprintln!("fix: deleting request-log segments a snapshot made redundant: {error}");
         }
     }
 }

@@ -166,6 +166,15 @@ const SLEEP_MAX: Duration = Duration::from_millis(1);
 /// were about 4% of the core the FIX thread shares at 50,000 orders/s.
 const SPIN_EPOLL_NS: u64 = 2_000;
 
+/// Whether a pass starting at `now_ns` first asks epoll what is ready. While the thread spins
+/// for answers (the last pass found nothing and the application awaits some), most passes find
+/// no socket ready either: epoll is asked at most every [`SPIN_EPOLL_NS`] since `epoll_ns`, so
+/// that such a pass costs a look at the ring rather than a system call, and a message arriving
+/// meanwhile waits at most that long. Otherwise every pass asks.
+fn asks_epoll(spinning: bool, now_ns: u64, epoll_ns: u64) -> bool {
+    !spinning || now_ns.saturating_sub(epoll_ns) >= SPIN_EPOLL_NS
+}
+
 fn token(id: usize) -> Token {
     Token(id + 1)
 }
@@ -273,19 +282,20 @@ impl Acceptor {
         let mut spinning = false;
         let mut epoll_ns = 0;
         while !stop.load(Ordering::Acquire) {
-            // While the thread spins for answers (the last pass found nothing and the
-            // application awaits some), most passes find no socket ready either: epoll is asked
-            // at most every `SPIN_EPOLL_NS`, so that such a pass costs a look at the ring rather
-            // than a system call. A message arriving meanwhile waits at most that long.
-            let now = now_ns();
-            if !spinning || now.saturating_sub(epoll_ns) >= SPIN_EPOLL_NS {
+            let mut now = now_ns();
+            if asks_epoll(spinning, now, epoll_ns) {
                 self.wait_ready(timeout);
                 epoll_ns = now;
+                if !timeout.is_zero() {
+                    // The wait may have slept: the pass's timers need the time after it.
+                    now = now_ns();
+                }
             }
-            let work = self.pass(application, now_ns());
+            let work = self.pass(application, now);
             timeout = Duration::ZERO;
-            spinning = work == 0 && application.busy();
-            if work == 0 && !application.busy() {
+            let busy = application.busy();
+            spinning = work == 0 && busy;
+            if work == 0 && !busy {
                 match sleep {
                     Some(sleep) => {
                         // What a pass stored without sending anything (inbound sequence
@@ -712,5 +722,22 @@ impl<A> AcceptorHandle<A> {
         self.stop.store(true, Ordering::Release);
         self.thread.thread().unpark();
         self.thread.join().expect("the FIX acceptor thread panicked")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spinning_thread_asks_epoll_only_once_the_interval_has_passed() {
+        // Not spinning: every pass asks, however recently the last one did.
+        assert!(asks_epoll(false, 1_000, 1_000));
+        // Spinning: not within the interval, then again once it has passed.
+        assert!(!asks_epoll(true, 1_000 + SPIN_EPOLL_NS - 1, 1_000));
+        assert!(asks_epoll(true, 1_000 + SPIN_EPOLL_NS, 1_000));
+        // A reading before the last ask counts as no time passed, rather than wrapping round
+        // to a huge interval.
+        assert!(!asks_epoll(true, 500, 1_000));
     }
 }
