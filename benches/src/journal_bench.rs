@@ -158,6 +158,7 @@ fn measure_policy(
         durability,
         truncate_corrupt: false,
         staging: sequencer::staging::default_root(),
+        spares: 1,
     })
     .map_err(journal_error)?;
     let open_ns = nanos_since(open_start);

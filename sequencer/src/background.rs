@@ -19,6 +19,7 @@
 //! writer's mapping. When the journal stages its segments (`staging.rs`), the writer's mapping is
 //! of a tmpfs copy, and the flusher first writes the committed bytes from it into the disk file.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -519,34 +520,38 @@ pub(crate) fn prepare_segment(
     Ok((file, map, view))
 }
 
-/// The segment preparer thread and the spare it keeps.
+/// The segment preparer thread and the spares it keeps.
 #[derive(Debug)]
 pub(crate) struct Preparer {
-    spare: Arc<Mutex<Option<SpareSegment>>>,
+    /// Ready spares, oldest first: the writer takes the front one.
+    spares: Arc<Mutex<VecDeque<SpareSegment>>>,
     /// Mappings of segments rolled over from, unmapped here: tearing down tens of MiB of page
     /// tables is not the writer's job either.
     retired: Arc<Mutex<Vec<MmapMut>>>,
-    /// Set by the writer once its segment is half full: preparing a spare earlier would compete
-    /// with the writer for the disk and the page cache for nothing.
+    /// Set by the writer when it wants spares (see `Journal::wants_spare`), cleared by the
+    /// thread once as many as kept are ready.
     wanted: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Preparer {
+    /// Starts the thread, which keeps up to `kept` spares (at least one) once asked.
     pub fn start(
         directory: PathBuf,
         stage_dir: Option<PathBuf>,
         name: &str,
         bytes: u64,
+        kept: usize,
     ) -> std::io::Result<Preparer> {
         remove_spares(&directory, name)?;
         let name = name.to_owned();
+        let kept = kept.max(1);
         let mut number = 0;
-        let spare = Arc::new(Mutex::new(None));
+        let spares = Arc::new(Mutex::new(VecDeque::with_capacity(kept)));
         let retired = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (thread_spare, thread_stop) = (Arc::clone(&spare), Arc::clone(&stop));
+        let (thread_spares, thread_stop) = (Arc::clone(&spares), Arc::clone(&stop));
         let thread_retired = Arc::clone(&retired);
         let wanted = Arc::new(AtomicBool::new(false));
         let thread_wanted = Arc::clone(&wanted);
@@ -562,8 +567,8 @@ impl Preparer {
                     &mut *thread_retired.lock().unwrap_or_else(PoisonError::into_inner),
                 );
                 drop(retired);
-                let empty = thread_spare.lock().unwrap_or_else(PoisonError::into_inner).is_none();
-                if empty && thread_wanted.swap(false, Ordering::AcqRel) {
+                let ready = thread_spares.lock().unwrap_or_else(PoisonError::into_inner).len();
+                if ready < kept && thread_wanted.load(Ordering::Acquire) {
                     // On failure the writer prepares its next segment itself and reports any
                     // error then, where it can be handled; try again after a pause.
                     let staged = stage_dir.as_ref().map(|stage| spare_path(stage, &name, number));
@@ -572,19 +577,23 @@ impl Preparer {
                             number += 1;
                             let staged = staged.zip(view);
                             let spare = SpareSegment { path, file, map, staged };
-                            *thread_spare.lock().unwrap_or_else(PoisonError::into_inner) =
-                                Some(spare);
+                            let mut spares =
+                                thread_spares.lock().unwrap_or_else(PoisonError::into_inner);
+                            spares.push_back(spare);
+                            if spares.len() >= kept {
+                                thread_wanted.store(false, Ordering::Release);
+                            }
+                            // Round again at once, for the next spare.
+                            continue;
                         }
-                        Err(_) => {
-                            thread_wanted.store(true, Ordering::Release);
-                            thread::sleep(Duration::from_millis(100));
-                        }
+                        // Still wanted: the writer's next roll-over or request retries.
+                        Err(_) => thread::sleep(Duration::from_millis(100)),
                     }
                 }
                 thread::park();
             }
         })?;
-        Ok(Preparer { spare, retired, wanted, stop, thread: Some(thread) })
+        Ok(Preparer { spares, retired, wanted, stop, thread: Some(thread) })
     }
 
     /// Hands over the mapping of a segment rolled over from, for unmapping on this thread.
@@ -595,13 +604,13 @@ impl Preparer {
         }
     }
 
-    /// The spare segment if one is ready. The caller renames it away and then calls
-    /// [`Preparer::refill`]: the next spare is created under the same name.
+    /// The oldest spare segment if one is ready. The caller renames it away and then calls
+    /// [`Preparer::refill`].
     pub fn take(&self) -> Option<SpareSegment> {
-        self.spare.lock().unwrap_or_else(PoisonError::into_inner).take()
+        self.spares.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
     }
 
-    /// Starts preparing the next spare.
+    /// Starts preparing spares until as many as kept are ready.
     pub fn refill(&self) {
         self.wanted.store(true, Ordering::Release);
         if let Some(thread) = &self.thread {
@@ -611,10 +620,10 @@ impl Preparer {
 }
 
 impl Preparer {
-    /// Stops the thread and returns the spare it left, if any.
-    pub fn stop(mut self) -> Option<SpareSegment> {
+    /// Stops the thread and returns the spares it left.
+    pub fn stop(mut self) -> VecDeque<SpareSegment> {
         self.halt();
-        self.take()
+        std::mem::take(&mut *self.spares.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn halt(&mut self) {

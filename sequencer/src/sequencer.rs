@@ -147,6 +147,8 @@ fn journal_config(config: &SequencerConfig, name: &str, order: SeqOrder) -> Jour
         },
         truncate_corrupt: config.truncate_corrupt,
         staging: crate::staging::default_root(),
+        // Segments of tens of megabytes last seconds at the loop's rates: one spare is ahead.
+        spares: 1,
     }
 }
 

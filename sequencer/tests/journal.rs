@@ -26,6 +26,7 @@ fn config(directory: &Path, segment_bytes: u64, durability: Durability) -> Journ
         truncate_corrupt: false,
         // Direct mappings of the disk files; the staged tests below say where they stage.
         staging: None,
+        spares: 1,
     }
 }
 
@@ -521,6 +522,33 @@ fn a_staged_journal_syncs_to_disk_and_readers_see_what_is_not_synced_yet() {
     let left: Vec<_> =
         std::fs::read_dir(&stage_root).map_or(Vec::new(), |entries| entries.collect());
     assert!(left.is_empty(), "staged files left after a clean close: {left:?}");
+}
+
+#[test]
+fn the_preparer_keeps_as_many_spares_as_asked_and_the_writer_takes_the_oldest() {
+    let dir = TempDir::new("journal", "two-spares");
+    let spare = |number: u64| dir.0.join(format!("commands.spare.{number}"));
+    let two = JournalConfig { spares: 2, ..staged(&dir.0, &dir.0.join("stage"), 4096, LAZY) };
+    let (mut journal, _) = Journal::open(two).unwrap();
+    // A staged journal asks for spares at once; both are prepared before any roll-over.
+    assert!(eventually(|| spare(0).exists() && spare(1).exists()), "two spares prepared");
+    let mut seq = 0;
+    while journal.segment_first_seq() == 1 {
+        seq += 1;
+        journal.append(seq, &payload(seq)).unwrap();
+    }
+    // The roll-over renamed the oldest spare into place; the other is still ready, so a second
+    // roll-over needs no preparing either, and the preparer makes a third to replace the one
+    // taken.
+    assert!(!spare(0).exists(), "the oldest spare became the new segment");
+    assert!(spare(1).exists(), "the second spare waits for the next roll-over");
+    assert!(eventually(|| spare(2).exists()), "the spare taken is replaced");
+    journal.commit().unwrap();
+    drop(journal);
+    assert_eq!(read(&dir.0), (1..=seq).collect::<Vec<_>>());
+    let left: Vec<_> =
+        std::fs::read_dir(dir.0.join("stage")).map_or(Vec::new(), |entries| entries.collect());
+    assert!(left.is_empty(), "both spares' staged copies removed at a clean close: {left:?}");
 }
 
 #[test]

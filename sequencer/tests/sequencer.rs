@@ -222,6 +222,7 @@ fn a_journal_record_longer_than_a_record_is_refused_by_name_and_seq() {
         durability: Durability::PageCache,
         truncate_corrupt: false,
         staging: None,
+        spares: 1,
     };
     let (mut journal, _) = Journal::open(journal_config).unwrap();
     journal.append(last + 1, &[1; RECORD_BYTES + 8]).unwrap();

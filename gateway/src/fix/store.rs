@@ -441,6 +441,9 @@ impl FixStore {
             // ResendRequests and sequence resets do the rest.
             truncate_corrupt: true,
             staging: sequencer::staging::default_root(),
+            // A segment lasts under a second at 50,000 orders a second, and a spare's sync
+            // can take longer than that: two spares keep the acceptor from preparing one.
+            spares: 2,
         };
         let (journal, report) = Journal::open(config).map_err(fail)?;
         if let Some((segment, offset, bytes)) = &report.truncated_corruption {

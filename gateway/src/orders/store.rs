@@ -254,6 +254,8 @@ impl OrderStore {
             // lost are sequenced but reported to no session.
             truncate_corrupt: true,
             staging: sequencer::staging::default_root(),
+            // Written by the FIX thread like the session log, and as quickly filled.
+            spares: 2,
         })
         .map_err(log_error)?;
         if let Some((segment, offset, bytes)) = &report.truncated_corruption {
