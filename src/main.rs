@@ -396,6 +396,7 @@ fn wallet_config(args: WalletArgs) -> WalletBenchConfig {
 }
 
 fn main() -> anyhow::Result<()> {
+    huge_pages::configure();
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
