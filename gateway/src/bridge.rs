@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -32,8 +33,8 @@ use crate::fix::{Application, Outbox, SessionConfig, SessionKey};
 use crate::message::{FieldError, Message};
 use crate::orders::store::{OrderStore, OrderStoreError};
 use crate::orders::{
-    origin, origin_source, utc_timestamp, EntrySnapshot, Instruments, OrderEntry, OrderEntryConfig,
-    Request, RequestKind, Response, SessionId, Submission, SOURCE_FIX,
+    origin, origin_source, utc_timestamp, EntryCapture, EntrySnapshot, Instruments, OrderEntry,
+    OrderEntryConfig, Request, RequestKind, Response, SessionId, Submission, SOURCE_FIX,
 };
 
 /// Cancel-on-disconnect commands carry this source: no order-entry request answers to them,
@@ -104,9 +105,9 @@ pub struct FixBridge {
     /// The seq of the last snapshot captured, and of the last one known stored.
     snapshot_seq: u64,
     snapshot_stored: u64,
-    /// The thread storing the last snapshot captured, until it has been joined. It hands the
+    /// The thread that stores snapshots; `None` until one could be started. It hands each
     /// snapshot back emptied, for the next capture to fill ([`OrderEntry::capture_into`]).
-    snapshot_writer: Option<JoinHandle<SnapshotWritten>>,
+    snapshot_writer: Option<SnapshotWriter>,
     snapshot_spare: EntrySnapshot,
     /// Request-log segments a stored snapshot made redundant, detached here (under the log's
     /// lock, which only this thread then takes) and deleted by the next snapshot's thread.
@@ -191,11 +192,16 @@ impl FixBridge {
             .map(|session| session.accounts.iter().copied().map(AccountId).collect())
             .collect();
         let snapshot_seq = entry.seq();
+        let store = Arc::new(store);
+        // Started now, before the FIX thread serves; see `SnapshotWriter`.
+        let snapshot_writer = SnapshotWriter::start(&store)
+            .map_err(|error| eprintln!("fix: starting the order-entry snapshot thread: {error}"))
+            .ok();
         let metrics = Arc::new(BridgeMetrics::default());
         metrics.seq.store(entry.seq(), Ordering::Relaxed);
         Ok(FixBridge {
             entry,
-            store: Arc::new(store),
+            store,
             input,
             output,
             names,
@@ -205,7 +211,7 @@ impl FixBridge {
             snapshot_every: sequencer::sequencer::SNAPSHOT_EVERY_COMMANDS,
             snapshot_seq,
             snapshot_stored: snapshot_seq,
-            snapshot_writer: None,
+            snapshot_writer,
             snapshot_spare: EntrySnapshot::default(),
             pruned: Vec::new(),
             delivered: delivered.unwrap_or(0),
@@ -355,28 +361,27 @@ impl FixBridge {
         if seq < self.snapshot_seq.saturating_add(self.snapshot_every) {
             return;
         }
-        if self.snapshot_writer.as_ref().is_some_and(|writer| !writer.is_finished()) {
+        if self.snapshot_writer.as_mut().is_some_and(SnapshotWriter::busy) {
             return;
         }
         self.join_snapshot_writer();
-        let capture = self.entry.capture_into(std::mem::take(&mut self.snapshot_spare));
-        let store = Arc::clone(&self.store);
-        let pruned = std::mem::take(&mut self.pruned);
-        let writer = std::thread::Builder::new().name("entry-snapshot".into()).spawn(move || {
-            priority::set_current_thread_nice(priority::BACKGROUND_NICE);
-            delete_pruned(&store, pruned);
-            let snapshot = capture.finish();
-            let stored =
-                store.write_snapshot(&snapshot).map(|()| (snapshot.seq, snapshot.next_request));
-            (stored, snapshot.recycle())
-        });
-        match writer {
-            Ok(writer) => {
-                self.snapshot_seq = seq;
-                self.snapshot_writer = Some(writer);
+        if self.snapshot_writer.is_none() {
+            // The thread could not be started before, or died with a snapshot: try again.
+            match SnapshotWriter::start(&self.store) {
+                Ok(writer) => self.snapshot_writer = Some(writer),
+                Err(error) => {
+                    eprintln!("fix: starting the order-entry snapshot at {seq}: {error}");
+                    // Not again before another `snapshot_every` commands.
+                    self.snapshot_seq = seq;
+                    return;
+                }
             }
-            Err(error) => eprintln!("fix: starting the order-entry snapshot at {seq}: {error}"),
         }
+        let capture = self.entry.capture_into(std::mem::take(&mut self.snapshot_spare));
+        let pruned = std::mem::take(&mut self.pruned);
+        let writer = self.snapshot_writer.as_mut().expect("started above");
+        writer.submit(SnapshotJob { capture, pruned });
+        self.snapshot_seq = seq;
     }
 
     /// Waits for the snapshot being stored, if any. A failed one is tried again after another
@@ -385,11 +390,16 @@ impl FixBridge {
     /// succeeds, the request log keeps what the failed ones would have pruned, and a restart
     /// replays from the last stored snapshot: slower, nothing lost.
     fn join_snapshot_writer(&mut self) {
-        let Some(writer) = self.snapshot_writer.take() else { return };
-        let stored = writer.join().map(|(stored, spare)| {
+        let Some(writer) = self.snapshot_writer.as_mut() else { return };
+        let Some(written) = writer.wait() else { return };
+        let stored = written.map(|(stored, spare)| {
             self.snapshot_spare = spare;
             stored
         });
+        if stored.is_err() {
+            // The thread is gone; the next snapshot starts another.
+            self.snapshot_writer = None;
+        }
         match stored {
             Ok(Ok((seq, next_request))) => {
                 self.snapshot_stored = seq;
@@ -444,9 +454,114 @@ fn delete_pruned(store: &OrderStore, pruned: Vec<DetachedSegments>) {
     }
 }
 
-/// What an order-entry snapshot's thread hands back: the stored snapshot's seq and first
+/// What the snapshot thread hands back for each snapshot: the stored snapshot's seq and first
 /// request number not covered, and the snapshot emptied for the next capture.
 type SnapshotWritten = (Result<(u64, u64), OrderStoreError>, EntrySnapshot);
+
+/// One snapshot for the snapshot thread: the capture to finish and store, and the request-log
+/// segments the previous one made redundant, to delete.
+struct SnapshotJob {
+    capture: EntryCapture,
+    pruned: Vec<DetachedSegments>,
+}
+
+/// The thread that stores order-entry snapshots, started once and handed one snapshot at a
+/// time. A thread per snapshot cost the FIX thread a `pthread_create` every snapshot, whose
+/// stack mapping takes the process's memory-map lock for writing; the FIX thread was caught
+/// waiting for that lock in `mmap` for 2.4 s (`perf record -e sched:sched_switch`, a run at
+/// 50,000 orders a second whose median went to 0.9 s).
+struct SnapshotWriter {
+    /// Dropped to stop the thread.
+    jobs: Option<SyncSender<SnapshotJob>>,
+    results: Receiver<SnapshotWritten>,
+    thread: Option<JoinHandle<()>>,
+    /// A snapshot was handed over and its result not yet taken.
+    in_flight: bool,
+    /// Its result, when [`SnapshotWriter::busy`] found it before it was waited for.
+    ready: Option<SnapshotWritten>,
+}
+
+impl SnapshotWriter {
+    fn start(store: &Arc<OrderStore>) -> std::io::Result<SnapshotWriter> {
+        // One job and one result at a time: the bridge hands over the next snapshot only after
+        // taking the last one's result.
+        let (jobs, job_receiver) = sync_channel::<SnapshotJob>(1);
+        let (result_sender, results) = sync_channel(1);
+        let store = Arc::clone(store);
+        let thread =
+            std::thread::Builder::new().name("entry-snapshot".into()).spawn(move || {
+                priority::set_current_thread_nice(priority::BACKGROUND_NICE);
+                while let Ok(SnapshotJob { capture, pruned }) = job_receiver.recv() {
+                    delete_pruned(&store, pruned);
+                    let snapshot = capture.finish();
+                    let stored = store
+                        .write_snapshot(&snapshot)
+                        .map(|()| (snapshot.seq, snapshot.next_request));
+                    if result_sender.send((stored, snapshot.recycle())).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(SnapshotWriter {
+            jobs: Some(jobs),
+            results,
+            thread: Some(thread),
+            in_flight: false,
+            ready: None,
+        })
+    }
+
+    /// Hands a snapshot over. The caller has taken the last one's result
+    /// ([`SnapshotWriter::wait`]). A thread that died meanwhile loses it; the wait says so.
+    fn submit(&mut self, job: SnapshotJob) {
+        debug_assert!(!self.in_flight, "one snapshot at a time");
+        if let Some(jobs) = &self.jobs {
+            // A send fails only if the thread has died; `wait` then reports it.
+            let _ = jobs.send(job);
+        }
+        self.in_flight = true;
+    }
+
+    /// Whether the snapshot handed over is still being stored. Never blocks.
+    fn busy(&mut self) -> bool {
+        if !self.in_flight || self.ready.is_some() {
+            return false;
+        }
+        match self.results.try_recv() {
+            Ok(written) => {
+                self.ready = Some(written);
+                false
+            }
+            Err(TryRecvError::Empty) => true,
+            Err(TryRecvError::Disconnected) => false,
+        }
+    }
+
+    /// Waits for the snapshot handed over, if any: `None` if there is none, `Some(Err(()))` if
+    /// the thread died (it panicked) without storing it.
+    fn wait(&mut self) -> Option<Result<SnapshotWritten, ()>> {
+        if !std::mem::take(&mut self.in_flight) {
+            return None;
+        }
+        Some(self.ready.take().map_or_else(|| self.results.recv().map_err(drop), Ok))
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        // Without a sender the thread's `recv` fails once the queue is empty, and it ends.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotWriter {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SnapshotWriter").field("in_flight", &self.in_flight).finish()
+    }
+}
 
 /// A BusinessMessageReject (j) for a request the gateway could not submit, naming the
 /// message type (372) and ClOrdID (379) it answers.
@@ -604,5 +719,35 @@ impl Application for FixBridge {
         let waiting = self.answered < self.pushed || !self.disconnect_cancels.is_empty();
         let recent = self.polled_ns.saturating_sub(self.progress_ns) < BUSY_MAX_NS;
         (waiting && recent) || !self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_snapshot_thread_stores_snapshot_after_snapshot_and_ends_with_its_writer() {
+        let dir = testkit::TempDir::new("gateway-bridge", "snapshot-writer");
+        let store = Arc::new(OrderStore::open(&dir.0, false).unwrap());
+        let config = OrderEntryConfig { retired_max: 16, ..OrderEntryConfig::default() };
+        let mut entry = OrderEntry::new(Instruments::new([]), config);
+        let mut writer = SnapshotWriter::start(&store).unwrap();
+        assert!(writer.wait().is_none(), "nothing handed over yet");
+        let mut spare = EntrySnapshot::default();
+        for _ in 0..3 {
+            let capture = entry.capture_into(std::mem::take(&mut spare));
+            writer.submit(SnapshotJob { capture, pruned: Vec::new() });
+            let (stored, recycled) = writer.wait().expect("one in flight").expect("stored");
+            assert_eq!(stored.unwrap().0, entry.seq());
+            spare = recycled;
+            assert!(!writer.busy(), "its result was taken");
+            // The same thread waits for the next snapshot; one per snapshot would have ended.
+            assert!(!writer.thread.as_ref().unwrap().is_finished());
+        }
+        assert_eq!(store.latest_snapshot().unwrap().map(|snapshot| snapshot.seq), Some(0));
+        // Dropping the writer stops and joins its thread: a thread that kept waiting for jobs
+        // would hang this test here.
+        drop(writer);
     }
 }
