@@ -41,11 +41,30 @@ use mimalloc::MiMalloc;
 /// -1 for never.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Sets the allocator's options; call it first thing in `main`, before any thread starts.
+/// Sets the allocators' options; call it first thing in `main`, before any thread starts.
+///
+/// Rust's allocations go to mimalloc; C and C++ code (RocksDB, which copies each order-entry
+/// snapshot, several megabytes, more than once) still allocates from glibc. glibc gives such
+/// blocks mappings of their own and unmaps them when freed, and grows and trims its heaps a
+/// page at a time: each a call under the memory-map lock, made by a niced snapshot thread.
+/// One such `munmap` was seen to take 128 ms, most of it waiting for or holding that lock. So
+/// glibc keeps one heap, grows it 64 MiB at a time, never trims it, and maps only blocks of
+/// 32 MiB (its largest threshold) or more on their own.
 pub fn configure() {
     // SAFETY: setting an option is a plain store into mimalloc's option table; no thread that
     // could read it concurrently exists yet.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    for (option, value) in [
+        (libc::M_ARENA_MAX, 1),
+        (libc::M_TOP_PAD, 64 << 20),
+        (libc::M_TRIM_THRESHOLD, libc::c_int::MAX),
+        (libc::M_MMAP_THRESHOLD, 32 << 20),
+    ] {
+        // SAFETY: `mallopt` only sets glibc's malloc parameters; called before any thread
+        // starts. A value it refuses (it returns 0) leaves glibc's default, which is correct,
+        // only slower.
+        unsafe { libc::mallopt(option, value) };
+    }
 }
 
 /// The purge delay in force, for the test that the option's number is the right one.
