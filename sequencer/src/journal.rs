@@ -236,7 +236,7 @@ impl Drop for Journal {
                     if let Some(stage_dir) = &self.stage_dir {
                         // Empty unless a spare is still being prepared; the next open makes
                         // the directory again.
-                        let _ = fs::remove_dir(stage_dir);
+                        let _ = staging::remove_stage_dir(stage_dir);
                     }
                 }
                 Err(error) => {

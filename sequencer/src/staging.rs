@@ -27,6 +27,14 @@
 //! The staging directory's name is random and recorded in the data directory, so staged files
 //! are only ever merged into the journal they were made for, never into a new journal that
 //! reuses a path.
+//!
+//! A staging directory also names its journal, in a file `owner` written once the data
+//! directory's record is durable. A journal that opens removes every staging directory under
+//! its root whose owner no longer names it back: its data directory was deleted (a temporary
+//! directory of a benchmark, a node wiped by hand), or it was replaced. Before this, each such
+//! directory kept a journal's staged segments, a hundred megabytes or more, in tmpfs until the
+//! machine restarted. A directory without `owner` is being set up, or was made by an older
+//! version, and is left alone.
 
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
@@ -65,6 +73,50 @@ fn pointer_path(directory: &Path, name: &str) -> PathBuf {
     directory.join(format!("{name}.staging"))
 }
 
+/// The file in a staging directory that names its journal: the data directory, then the name.
+const OWNER_FILE: &str = "owner";
+
+/// The prefix of every staging directory's name.
+const STAGE_DIR_PREFIX: &str = "exchange-";
+
+/// Removes a staging directory that holds no staged file any more (only, perhaps, its `owner`).
+/// Fails, leaving it, if it still holds one.
+pub(crate) fn remove_stage_dir(stage_dir: &Path) -> std::io::Result<()> {
+    match fs::remove_file(stage_dir.join(OWNER_FILE)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    fs::remove_dir(stage_dir)
+}
+
+/// Removes the staging directories under `root` whose owner's data directory no longer records
+/// them (see the module documentation), with whatever they hold. Returns how many went.
+/// Best effort: one that cannot be read or removed is skipped.
+pub(crate) fn sweep_orphans(root: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(root) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stage_dir = entry.path();
+        let is_stage_dir = entry.file_name().to_str().is_some_and(|file| {
+            file.starts_with(STAGE_DIR_PREFIX) && entry.file_type().is_ok_and(|kind| kind.is_dir())
+        });
+        if !is_stage_dir {
+            continue;
+        }
+        let Ok(owner) = fs::read_to_string(stage_dir.join(OWNER_FILE)) else { continue };
+        let Some((directory, name)) = owner.split_once('\n') else { continue };
+        // Compared resolved, so that two spellings of one root (a symbolic link, a trailing
+        // slash) never make a live directory look like another's.
+        let named = recorded(Path::new(directory), name.trim_end())
+            .and_then(|named| fs::canonicalize(named).ok());
+        let this = fs::canonicalize(&stage_dir).ok();
+        if this.is_some() && named != this && fs::remove_dir_all(&stage_dir).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// The staging directory recorded for journal `name` in `directory`, if one is.
 pub(crate) fn recorded(directory: &Path, name: &str) -> Option<PathBuf> {
     let text = fs::read_to_string(pointer_path(directory, name)).ok()?;
@@ -97,9 +149,10 @@ pub(crate) fn establish(directory: &Path, name: &str, root: &Path) -> std::io::R
     // and a copy of this data directory opened beside the original (a restored backup, say)
     // must not stage into the original's files.
     if let Some(previous) = recorded(directory, name) {
-        let _ = fs::remove_dir(previous);
+        let _ = remove_stage_dir(&previous);
     }
-    let stage_dir = root.join(format!("exchange-{name}-{:016x}", unique_suffix()));
+    sweep_orphans(root);
+    let stage_dir = root.join(format!("{STAGE_DIR_PREFIX}{name}-{:016x}", unique_suffix()));
     fs::create_dir_all(&stage_dir)?;
     let pointer = pointer_path(directory, name);
     let temporary = directory.join(format!("{name}.staging.new"));
@@ -111,6 +164,14 @@ pub(crate) fn establish(directory: &Path, name: &str, root: &Path) -> std::io::R
     file.sync_all()?;
     fs::rename(&temporary, &pointer)?;
     File::open(directory)?.sync_all()?;
+    // Only now that the record names the staging directory: a sweep by another journal that
+    // found the owner but not yet the record would take the directory for an orphan.
+    // A data directory whose path is not UTF-8 text, or holds a line break, gets no owner file
+    // and is never swept: a misread owner would make a live directory look orphaned.
+    let owned = fs::canonicalize(directory)?;
+    if let Some(owned) = owned.to_str().filter(|text| !text.contains('\n')) {
+        fs::write(stage_dir.join(OWNER_FILE), format!("{owned}\n{name}\n"))?;
+    }
     Ok(stage_dir)
 }
 
@@ -118,7 +179,7 @@ pub(crate) fn establish(directory: &Path, name: &str, root: &Path) -> std::io::R
 /// which [`reconcile`] has emptied, and the record.
 pub(crate) fn forget(directory: &Path, name: &str) -> std::io::Result<()> {
     if let Some(stage_dir) = recorded(directory, name) {
-        match fs::remove_dir(&stage_dir) {
+        match remove_stage_dir(&stage_dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
             _ => {}
         }

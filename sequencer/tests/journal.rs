@@ -4,7 +4,7 @@
 // Test data is built from small counters; truncating them is the intent.
 #![allow(clippy::cast_possible_truncation)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use testkit::{segment_files, TempDir};
 
@@ -549,6 +549,45 @@ fn the_preparer_keeps_as_many_spares_as_asked_and_the_writer_takes_the_oldest() 
     let left: Vec<_> =
         std::fs::read_dir(dir.0.join("stage")).map_or(Vec::new(), |entries| entries.collect());
     assert!(left.is_empty(), "both spares' staged copies removed at a clean close: {left:?}");
+}
+
+#[test]
+fn a_journal_opening_removes_staging_directories_whose_data_directory_is_gone() {
+    let dir = TempDir::new("journal", "orphans");
+    let root = dir.0.join("stage");
+    let data = |name: &str| dir.0.join(name);
+    let stage_of = |name: &str| {
+        let text = std::fs::read_to_string(data(name).join("commands.staging")).unwrap();
+        PathBuf::from(text.trim_end())
+    };
+    // Three journals that died with records staged (never closed): one whose data directory
+    // is then deleted, one whose data directory stays, and one still open.
+    let mut died = Vec::new();
+    for name in ["deleted", "kept", "open"] {
+        std::fs::create_dir_all(data(name)).unwrap();
+        let mut journal = staged_with_records(&data(name), &root, 4096, 10);
+        // The spare is ready, so the journal's preparer no longer writes in its directory.
+        assert!(eventually(|| data(name).join("commands.spare.0").exists()));
+        journal.commit().unwrap();
+        died.push((name, journal));
+    }
+    let (deleted, kept) = (stage_of("deleted"), stage_of("kept"));
+    let (_, open) = died.pop().unwrap();
+    for (_, journal) in died {
+        std::mem::forget(journal);
+    }
+    std::fs::remove_dir_all(data("deleted")).unwrap();
+    assert!(deleted.exists() && kept.exists());
+    // Another journal under the same root opens: only the orphan goes.
+    std::fs::create_dir_all(data("new")).unwrap();
+    let new = staged_with_records(&data("new"), &root, 4096, 1);
+    assert!(!deleted.exists(), "the deleted data directory's staging directory is removed");
+    assert!(kept.exists(), "a crashed journal's staged records wait for its next open");
+    assert!(stage_of("open").exists(), "an open journal's staging directory is its own");
+    drop((new, open));
+    assert_eq!(read(&data("open")), (1..=10).collect::<Vec<_>>());
+    let (_, report) = Journal::open(staged(&data("kept"), &root, 4096, LAZY)).unwrap();
+    assert_eq!(report.last_seq, Some(10), "the kept journal recovers its staged records");
 }
 
 #[test]
