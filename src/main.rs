@@ -46,6 +46,12 @@ enum Command {
         /// backoff[:spins=N,yields=N,park-ns-min=N,park-ns-max=N].
         #[arg(long, default_value = "backoff")]
         idle: sequencer::ring::IdleConfig,
+        /// How the FIX I/O thread waits when idle [default: as --idle]. On two cores, busy-spin
+        /// the loop (`--idle busy-spin`) and let the FIX thread sleep in epoll
+        /// (`--gateway-idle backoff`): a spinning FIX thread would take the core that its
+        /// clients' traffic and every helper thread share.
+        #[arg(long)]
+        gateway_idle: Option<sequencer::ring::IdleConfig>,
     },
     /// Run a benchmark (build with --release): engine, wallet, ring, journal or loop.
     Bench {
@@ -459,8 +465,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench { bench: Bench::FixPath(args) } => bench_fix_path::run(&args, &mut out)?,
         Command::Config { config } => check_config(config.as_deref(), &mut out)?,
-        Command::Run { data_dir, config, idle } => {
-            let gateway_idle = idle;
+        Command::Run { data_dir, config, idle, gateway_idle } => {
+            let gateway_idle = gateway_idle.unwrap_or(idle);
             node::run(&node::RunArgs { data_dir, config, idle, gateway_idle }, &mut out)?;
         }
         Command::Simulate {
@@ -524,4 +530,28 @@ fn check_config(path: Option<&std::path::Path>, out: &mut impl Write) -> anyhow:
     let hash: String = engine.state_hash().iter().map(|byte| format!("{byte:02x}")).collect();
     writeln!(out, "genesis: seq={} state_hash={hash}", engine.seq())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sequencer::ring::IdleConfig;
+
+    /// `exchange run`'s idle settings: the loop's and the FIX thread's.
+    fn run_idle(args: &[&str]) -> (IdleConfig, Option<IdleConfig>) {
+        let cli = Cli::try_parse_from([&["exchange", "run"], args].concat()).unwrap();
+        match cli.command {
+            Command::Run { idle, gateway_idle, .. } => (idle, gateway_idle),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_takes_the_gateways_idle_apart_from_the_loops() {
+        let (idle, gateway) = run_idle(&["--idle", "busy-spin", "--gateway-idle", "backoff"]);
+        assert_eq!(idle, IdleConfig::BusySpin);
+        assert!(matches!(gateway, Some(IdleConfig::Backoff(_))));
+        // Without it, the FIX thread waits as the loop does, as before the flag existed.
+        assert_eq!(run_idle(&["--idle", "yield"]), (IdleConfig::Yield, None));
+    }
 }

@@ -389,6 +389,7 @@ pub fn run(args: &RunArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> 
         "durability {}; reports and acknowledgements released once {}",
         config.node.durability, config.node.release
     )?;
+    writeln!(out, "idle: application loop {}, FIX thread {}", args.idle, args.gateway_idle)?;
     writeln!(out, "FIX 4.4 on {}: TargetCompID {}", node.fix_address, config.node.fix_comp_id)?;
     for session in &config.fix_sessions {
         writeln!(
