@@ -317,13 +317,13 @@ fn allowed_cpus(status: &str) -> Vec<usize> {
 fn exchange_run_keeps_every_thread_but_the_loop_off_the_loops_core() {
     let dir = interop_dir("affinity");
     let config = config(&dir.0);
-    // What the node inherits: this thread's CPUs when it starts the node.
-    let spawned_with = allowed_cpus(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
     let mut node = NodeProcess::start(&dir.0.join("data"), &config);
     let pid = node.child.id();
-    // The node prints its banner before every helper thread has started (the loop may still be
-    // starting): list the threads again until the loop is among them, within a bound that
-    // only a broken node reaches.
+    // The node pins its loop to the last CPU it was allowed. Its main thread has that mask back
+    // once the node prints its banner; the loop thread may not have pinned itself yet (it is
+    // named, and listed, from the moment it is spawned, with the mask of the thread that spawned
+    // it): list the threads again until the loop is pinned there, within a bound that only a
+    // broken node reaches. Checking before that once failed here.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut threads = Vec::new();
     loop {
@@ -340,8 +340,15 @@ fn exchange_run_keeps_every_thread_but_the_loop_off_the_loops_core() {
             let tid: u32 = task.file_name().unwrap().to_str().unwrap().parse().unwrap();
             threads.push((tid, comm.trim().to_owned(), allowed_cpus(&status)));
         }
-        let loop_started = threads.iter().any(|(_, name, _)| name == "application-loo");
-        if loop_started || std::time::Instant::now() > deadline {
+        let node_cpus = threads.iter().find(|(tid, _, _)| *tid == pid).map(|(_, _, cpus)| cpus);
+        let loop_cpus = threads.iter().find(|(_, name, _)| name == "application-loo");
+        let pinned = match (node_cpus, loop_cpus) {
+            (Some(node_cpus), Some((_, _, loop_cpus))) => {
+                loop_cpus[..] == node_cpus[node_cpus.len() - 1..]
+            }
+            _ => false,
+        };
+        if pinned || std::time::Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -350,18 +357,10 @@ fn exchange_run_keeps_every_thread_but_the_loop_off_the_loops_core() {
         .iter()
         .find(|(_, name, _)| name == "application-loo")
         .expect("the application loop thread runs");
-    // The main thread has its affinity back by now: the CPUs the node was started with. A node
-    // allowed one CPU has nowhere else to put its other threads. This test once found the
-    // node's main thread and loop both on CPU 0 alone in CI (the node behaving as designed for
-    // one CPU); the CPUs are printed so that the next such run says where the narrowing began.
     let (_, _, node_cpus) = threads.iter().find(|(tid, _, _)| *tid == pid).expect("main thread");
-    if node_cpus.len() < 2 {
-        eprintln!(
-            "affinity not checked: the node was allowed CPUs {node_cpus:?} (this thread had \
-             {spawned_with:?} when it started the node)"
-        );
-    } else {
-        assert_eq!(loop_cpus.len(), 1, "the loop is pinned: {threads:?}");
+    // A node allowed one CPU has nowhere else to put its other threads.
+    if node_cpus.len() >= 2 {
+        assert_eq!(loop_cpus[..], node_cpus[node_cpus.len() - 1..], "pinned: {threads:?}");
         let core = loop_cpus[0];
         // The main thread only waits for a signal; it gets its own affinity back.
         for (tid, name, cpus) in threads.iter().filter(|(tid, _, _)| *tid != pid) {
