@@ -29,6 +29,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use memmap2::{Mmap, MmapMut};
+use rustix::mm::Advice;
 
 /// How far beyond the page being filled [`Shared::rearm`] prepares pages, at most.
 const REARM_AHEAD_MAX: usize = 256 * 1024;
@@ -68,29 +69,43 @@ impl Drop for Stage {
 /// touches a mapping that is about to go. The file keeps its contents: the mappings are shared,
 /// and a dropped dirty page stays dirty in the page cache.
 pub(crate) fn discard_page_tables(map: &[u8]) {
-    let address = map.as_ptr();
+    // SAFETY: `map` is a shared file mapping that its owner is dropping: nothing reads it any
+    // more, and for a shared mapping MADV_DONTNEED only unmaps pages (a later access would
+    // fault the file's pages back in). A failure is only slower: the `munmap` does the work.
+    #[allow(unsafe_code)]
+    let _ = unsafe {
+        advise_in_pieces(
+            map.as_ptr().cast_mut(),
+            map.len(),
+            DISCARD_CALL_BYTES,
+            Advice::LinuxDontNeed,
+        )
+    };
+}
+
+/// `madvise(advice)` over `len` bytes from `address`, `piece` bytes per call, so that a long
+/// operation returns to user space between pieces: the kernel here preempts no system call.
+/// Stops at the first failure.
+///
+/// # Safety
+///
+/// `address .. address + len` must be mapped, and `advice` must be one the caller's use of the
+/// mapping tolerates (it may drop or fault in pages).
+#[allow(unsafe_code)]
+unsafe fn advise_in_pieces(
+    address: *mut u8,
+    len: usize,
+    piece: usize,
+    advice: Advice,
+) -> rustix::io::Result<()> {
     let mut at = 0;
-    while at < map.len() {
-        // A piece at a time, so that a long teardown returns to user space between pieces (the
-        // kernel here preempts no system call).
-        let len = DISCARD_CALL_BYTES.min(map.len() - at);
-        // SAFETY: `address + at .. + len` lies within `map`, a shared file mapping that its
-        // owner is dropping: nothing reads it any more, and for a shared mapping MADV_DONTNEED
-        // only unmaps pages (a later access would fault the file's pages back in).
-        #[allow(unsafe_code)]
-        let result = unsafe {
-            rustix::mm::madvise(
-                address.add(at).cast_mut().cast(),
-                len,
-                rustix::mm::Advice::LinuxDontNeed,
-            )
-        };
-        if result.is_err() {
-            // Only slower: the `munmap` does the work instead.
-            return;
-        }
-        at += len;
+    while at < len {
+        let step = piece.min(len - at);
+        // SAFETY: `address + at .. + step` lies within the range the caller vouches for.
+        unsafe { rustix::mm::madvise(address.add(at).cast(), step, advice)? };
+        at += step;
     }
+    Ok(())
 }
 
 /// The piece [`discard_page_tables`] hands the kernel per call.
@@ -368,7 +383,7 @@ impl Shared {
                 rustix::mm::madvise(
                     (address + at) as *mut std::ffi::c_void,
                     len,
-                    rustix::mm::Advice::LinuxPopulateWrite,
+                    Advice::LinuxPopulateWrite,
                 )
             };
             drop(files);
@@ -423,7 +438,16 @@ impl Flusher {
 
 fn flush_loop(shared: &Shared, interval: Duration) {
     let mut tail = shared.tail.load(Ordering::Acquire);
-    while !shared.stop.load(Ordering::Acquire) {
+    loop {
+        // The wait comes first: a sync is due an interval after the journal opens, as after
+        // every sync, not whenever this thread happens to first run. A flusher started late
+        // on a busy machine synced records the moment it ran, which a test that checks what
+        // an unsynced journal leaves on disk caught (1 run in about 25).
+        // A zero interval means "as soon as possible", not a spinning thread on a small machine.
+        thread::park_timeout(interval.max(Duration::from_micros(50)));
+        if shared.stop.load(Ordering::Acquire) {
+            break;
+        }
         let committed = shared.committed.load(Ordering::Acquire);
         if committed > shared.watermark.load(Ordering::Acquire) {
             if let Err(failure) = shared.sync() {
@@ -434,8 +458,6 @@ fn flush_loop(shared: &Shared, interval: Duration) {
             }
             tail = shared.rearm(tail);
         }
-        // A zero interval means "as soon as possible", not a spinning thread on a small machine.
-        thread::park_timeout(interval.max(Duration::from_micros(50)));
     }
 }
 
@@ -490,25 +512,18 @@ fn remove_spares(directory: &Path, name: &str) -> std::io::Result<()> {
 /// `fallocate` reserved, this only fills page tables. Without it the FIX thread took a fault
 /// for every 4 KiB its logs grew, 7,700 a second at 50,000 orders a second.
 pub(crate) fn populate(map: &mut MmapMut) -> std::io::Result<()> {
-    let address = map.as_mut_ptr();
-    let mut at = 0;
-    while at < map.len() {
-        let len = KERNEL_CALL_BYTES.min(map.len() - at);
-        // SAFETY: `address + at .. + len` lies within `map`, which this function borrows
-        // mutably, so nothing else touches it meanwhile; MADV_POPULATE_WRITE only faults the
-        // pages in writable and leaves their contents alone.
-        #[allow(unsafe_code)]
-        let result = unsafe {
-            rustix::mm::madvise(address.add(at).cast(), len, rustix::mm::Advice::LinuxPopulateWrite)
-        };
-        match result {
-            Ok(()) => at += len,
-            // A kernel before 5.14: the pages fault on first write instead.
-            Err(rustix::io::Errno::INVAL) => return Ok(()),
-            Err(error) => return Err(error.into()),
-        }
+    // SAFETY: `map`, which this function borrows mutably, so nothing else touches it meanwhile;
+    // MADV_POPULATE_WRITE only faults the pages in writable and leaves their contents alone.
+    #[allow(unsafe_code)]
+    let result = unsafe {
+        advise_in_pieces(map.as_mut_ptr(), map.len(), KERNEL_CALL_BYTES, Advice::LinuxPopulateWrite)
+    };
+    match result {
+        Ok(()) => Ok(()),
+        // A kernel before 5.14: the pages fault on first write instead.
+        Err(rustix::io::Errno::INVAL) => Ok(()),
+        Err(error) => Err(error.into()),
     }
-    Ok(())
 }
 
 /// A read-only mapping of the staged file at `path`, for the flusher to copy from. Made where a
