@@ -709,6 +709,25 @@ impl Drop for Preparer {
 mod tests {
     use super::*;
 
+    /// The resident size of this process's mapping that starts at `address`, from
+    /// `/proc/self/smaps`.
+    fn mapping_rss_kib(address: usize) -> usize {
+        let smaps = fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut lines = smaps.lines();
+        while let Some(line) = lines.next() {
+            let start = line.split('-').next().and_then(|hex| usize::from_str_radix(hex, 16).ok());
+            if start != Some(address) {
+                continue;
+            }
+            for field in lines.by_ref() {
+                if let Some(kib) = field.strip_prefix("Rss:") {
+                    return kib.trim().trim_end_matches("kB").trim().parse().unwrap();
+                }
+            }
+        }
+        panic!("no mapping at {address:#x}");
+    }
+
     #[test]
     fn discarding_a_mappings_page_tables_keeps_what_was_written_through_it() {
         let dir = testkit::TempDir::new("background", "discard");
@@ -723,7 +742,12 @@ mod tests {
         for (index, byte) in map.iter_mut().enumerate() {
             *byte = pattern(index);
         }
+        let resident = |map: &MmapMut| mapping_rss_kib(map.as_ptr() as usize);
+        assert!(resident(&map) >= bytes / 1024, "written pages are mapped");
         discard_page_tables(&map);
+        // The page tables are gone: nothing of the mapping is resident in it any more, so the
+        // `munmap` that follows has nothing to tear down.
+        assert_eq!(resident(&map), 0, "the mapping's pages were dropped");
         // Read back through the mapping (the file's pages fault in again), then from the file
         // once the mapping is gone: the dirty pages were neither lost nor zeroed.
         assert!(map.iter().enumerate().all(|(index, &byte)| byte == pattern(index)));
