@@ -27,13 +27,21 @@ struct NodeProcess {
     fix_port: u16,
     http: String,
     lines: mpsc::Receiver<String>,
+    /// What the node printed up to its addresses.
+    banner: Vec<String>,
 }
 
 impl NodeProcess {
     fn start(data_dir: &Path, config: &Path) -> NodeProcess {
+        NodeProcess::start_with(data_dir, config, &[])
+    }
+
+    /// As [`NodeProcess::start`], with more arguments for `exchange run`.
+    fn start_with(data_dir: &Path, config: &Path, arguments: &[&str]) -> NodeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_exchange"))
             .args(["run", "--data-dir", data_dir.to_str().unwrap()])
             .args(["--config", config.to_str().unwrap()])
+            .args(arguments)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -48,9 +56,10 @@ impl NodeProcess {
             }
         });
         // A failure bound only: the node prints its addresses as soon as it listens.
-        let (mut fix_port, mut http) = (None, None);
+        let (mut fix_port, mut http, mut banner) = (None, None, Vec::new());
         while fix_port.is_none() || http.is_none() {
             let line = lines.recv_timeout(Duration::from_secs(60)).expect("the node starts");
+            banner.push(line.clone());
             if let Some(rest) = line.strip_prefix("FIX 4.4 on ") {
                 let address = rest.split(':').nth(1).unwrap();
                 fix_port = Some(address.trim().parse().unwrap());
@@ -59,7 +68,7 @@ impl NodeProcess {
                 http = Some(rest.trim().to_owned());
             }
         }
-        NodeProcess { child, fix_port: fix_port.unwrap(), http: http.unwrap(), lines }
+        NodeProcess { child, fix_port: fix_port.unwrap(), http: http.unwrap(), lines, banner }
     }
 
     /// SIGTERM, then the node's last line (`stopped: seq=... state_hash=...`).
@@ -317,7 +326,18 @@ fn allowed_cpus(status: &str) -> Vec<usize> {
 fn exchange_run_keeps_every_thread_but_the_loop_off_the_loops_core() {
     let dir = interop_dir("affinity");
     let config = config(&dir.0);
-    let mut node = NodeProcess::start(&dir.0.join("data"), &config);
+    // The FIX thread's idle strategy given apart from the loop's (which keeps its default).
+    let gateway_idle = "backoff:spins=7,yields=3,park-ns-min=1000,park-ns-max=1000000";
+    let mut node =
+        NodeProcess::start_with(&dir.0.join("data"), &config, &["--gateway-idle", gateway_idle]);
+    let idle = node.banner.iter().find(|line| line.starts_with("idle: ")).expect("idle line");
+    assert_eq!(
+        idle,
+        &format!(
+            "idle: application loop backoff:spins=100,yields=10,park-ns-min=1000,\
+             park-ns-max=1000000, FIX thread {gateway_idle}"
+        )
+    );
     let pid = node.child.id();
     // The node pins its loop to the last CPU it was allowed. Its main thread has that mask back
     // once the node prints its banner; the loop thread may not have pinned itself yet (it is
