@@ -1,68 +1,14 @@
-//! A warmed-up engine allocates nothing per command. A counting global allocator (this binary's
-//! own, which is why this test has a file to itself) counts the allocations the test thread makes
-//! while a measured window of commands runs, and the test asserts there were none. Commands are
+//! A warmed-up engine allocates nothing per command. Testkit's counting allocator, this
+//! binary's global allocator (one per binary, which is why this test has a file to itself),
+//! counts the allocations the test thread makes while a measured window of commands runs, and the test asserts there were none. Commands are
 //! generated before the window opens, and the event sink is reused, so anything counted is the
 //! engine's own.
 
-// `GlobalAlloc` is an unsafe trait; this binary's allocator only forwards to the system one.
-#![allow(unsafe_code)]
-
 mod workload;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use engine::{AccountId, Command, CountingSink, Engine, EngineConfig, Event};
+use testkit::alloc::{allocations, counted, CountingAllocator};
 use workload::Workload;
-
-/// Forwards to the system allocator and counts, on threads that opted in, every allocation and
-/// reallocation.
-struct CountingAllocator;
-
-thread_local! {
-    // Const-initialised `Cell`s need no allocation and no destructor, so touching them inside
-    // the allocator cannot recurse into it. Both are per thread, so tests running in parallel
-    // never see each other's allocations.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    if COUNTING.with(Cell::get) {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-    }
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
-// `GlobalAlloc` contract; counting touches only an atomic and a const thread-local.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged; the caller upholds `dealloc`'s contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -107,20 +53,18 @@ fn commands() -> Vec<Command> {
 fn count_allocations(measured: &[Command], mut handle: impl FnMut(&Command)) -> Vec<(usize, u64)> {
     let mut culprits = [(0usize, 0u64); CULPRITS_MAX];
     let mut culprits_len = 0;
-    let total_before = allocations();
-    COUNTING.with(|counting| counting.set(true));
-    for (index, command) in measured.iter().enumerate() {
-        let before = allocations();
-        handle(command);
-        let made = allocations() - before;
-        if made > 0 && culprits_len < CULPRITS_MAX {
-            culprits[culprits_len] = (index, made);
-            culprits_len += 1;
+    let ((), total) = counted(|| {
+        for (index, command) in measured.iter().enumerate() {
+            let before = allocations();
+            handle(command);
+            let made = allocations() - before;
+            if made > 0 && culprits_len < CULPRITS_MAX {
+                culprits[culprits_len] = (index, made);
+                culprits_len += 1;
+            }
         }
-    }
-    COUNTING.with(|counting| counting.set(false));
+    });
     // Anything allocated between commands (by this loop itself) would show here and not above.
-    let total = allocations() - total_before;
     let attributed: u64 = culprits[..culprits_len].iter().map(|&(_, made)| made).sum();
     assert!(culprits_len == CULPRITS_MAX || total == attributed, "{total} allocations in all");
     culprits[..culprits_len].to_vec()

@@ -156,8 +156,11 @@ impl FieldError {
 /// it sends, and drops each once it is handled or encoded: three allocations and three frees
 /// apiece (its type, body and index), the larger part of that thread's calls to the allocator.
 /// A dropped message's buffers wait here for the next one instead. Few are ever in flight at
-/// once, so a short list covers them; beyond it, buffers are freed as before.
-const SPARE_MAX: usize = 64;
+/// once in a steady flow, but after a stall the thread builds a report for every order answered
+/// meanwhile before it sends any. With 64 kept, such bursts were built afresh: half the FIX
+/// thread's allocations in a run at 20,000/s. Beyond the bound, buffers are freed as before;
+/// the bound holds about half a megabyte.
+const SPARE_MAX: usize = 1024;
 
 /// A message's buffers: its type, body and index.
 type Buffers = (String, String, Vec<Field>);

@@ -181,7 +181,7 @@ impl Exchange {
     ) -> Vec<(u32, CommandBody)> {
         let session = SessionId::new(session);
         match self.entry.on_message(&session, accounts, message, T0).unwrap() {
-            Response::Submit(submission) => submission.commands,
+            Response::Submit(submission) => submission.commands.into_vec(),
             Response::Reply(reply) => panic!("expected a submission, got {reply:?}"),
         }
     }

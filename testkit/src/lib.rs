@@ -1,7 +1,9 @@
 //! Fixtures the workspace's tests share, so that each crate's tests do not carry a copy:
 //! a temporary directory that removes itself, helpers over journal segment files
-//! (`<name>-<first seq>.journal`, see `sequencer::journal`), and the BTC-USD instrument most
-//! tests trade.
+//! (`<name>-<first seq>.journal`, see `sequencer::journal`), the BTC-USD instrument most
+//! tests trade, and a counting allocator for the tests that assert no allocation ([`alloc`]).
+
+pub mod alloc;
 
 use std::path::{Path, PathBuf};
 

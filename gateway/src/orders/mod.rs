@@ -266,10 +266,20 @@ impl Request {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Submission {
     /// Shared with the order entry's table of pending requests, which holds it until the
-    /// commands are echoed: one allocation per request, not a copy per table.
+    /// commands are echoed: one allocation per request, not a copy per table, and that one
+    /// recycled once the echo has come (see `OrderEntry::spare_requests`).
     pub request: Arc<Request>,
-    pub commands: Vec<(u32, CommandBody)>,
+    pub commands: Commands,
 }
+
+/// A submission's commands with their origins: one, held inline, except for a mass cancel's
+/// part per account.
+pub type Commands = SmallVec<[(u32, CommandBody); 1]>;
+
+/// The most of each kind of spare allocation (`Arc<Order>`, `Arc<Request>`) the order entry
+/// keeps for reuse. In a steady state one is freed for every one taken, so a short list
+/// suffices; the bound only keeps a burst from pinning memory.
+const SPARES_MAX: usize = 1024;
 
 /// The answer to an inbound application message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -435,6 +445,12 @@ pub struct OrderEntry {
     outbox: VecDeque<(SessionId, Message)>,
     /// Off while replaying: state is rebuilt, nothing is sent twice.
     output: bool,
+    /// Orders retired from the table that nothing else held, reused for new ones: every order
+    /// would otherwise cost an allocation on the FIX thread when it is echoed and a free when
+    /// it is forgotten, which STYLE.md rules out on the hot path.
+    spare_orders: Vec<Arc<Order>>,
+    /// Requests answered whose last handle was the pending table's, reused likewise.
+    spare_requests: Vec<Arc<Request>>,
 }
 
 impl OrderEntry {
@@ -462,6 +478,8 @@ impl OrderEntry {
             current: None,
             outbox: VecDeque::new(),
             output: true,
+            spare_orders: Vec::new(),
+            spare_requests: Vec::new(),
         }
     }
 
@@ -570,7 +588,7 @@ impl OrderEntry {
             cl_ord_id,
             kind: RequestKind::New { order_id: order.order_id.0 },
         };
-        Ok(Response::Submit(self.submit(request, vec![CommandBody::NewOrder(order)])))
+        Ok(Response::Submit(self.submit(request, [CommandBody::NewOrder(order)])))
     }
 
     fn reject_new_order(
@@ -591,14 +609,17 @@ impl OrderEntry {
     }
 
     /// Registers a request as pending and its ClOrdID as used, and tags its commands.
-    fn submit(&mut self, request: Request, bodies: Vec<CommandBody>) -> Submission {
-        debug_assert_eq!(usize::try_from(request.parts()).ok(), Some(bodies.len()));
-        let request = Arc::new(request);
+    fn submit(
+        &mut self,
+        request: Request,
+        bodies: impl IntoIterator<Item = CommandBody>,
+    ) -> Submission {
+        let request = reuse_or_allocate(&mut self.spare_requests, request);
         self.register_request(&request);
-        let mut commands = Vec::with_capacity(bodies.len());
-        for (number, body) in (request.number..).zip(bodies) {
-            commands.push((origin(self.config.source, number), body));
-        }
+        let source = self.config.source;
+        let commands: Commands =
+            (request.number..).zip(bodies).map(|(n, body)| (origin(source, n), body)).collect();
+        debug_assert_eq!(usize::try_from(request.parts()).ok(), Some(commands.len()));
         Submission { request, commands }
     }
 
@@ -741,7 +762,7 @@ impl OrderEntry {
             cl_ord_id,
             kind,
         };
-        Ok(Response::Submit(self.submit(request, vec![body])))
+        Ok(Response::Submit(self.submit(request, [body])))
     }
 
     /// The new price and total quantity of a cancel-replace; absent fields keep the order's.
@@ -865,8 +886,8 @@ impl OrderEntry {
         let request = request.filter(|request| matches_command(request, &command.body));
         match (&request, &command.body) {
             (Some(request), CommandBody::NewOrder(new)) => {
-                let order = new_order_entry(request, new);
-                self.orders.insert(order.order_id, Arc::new(order));
+                let order = reuse_order(&mut self.spare_orders, new_order_entry(request, new));
+                self.orders.insert(order.order_id, order);
             }
             (Some(request), _) if origin == self::origin(self.config.source, request.number) => {
                 let key = Retired::Key(request.session.clone(), request.cl_ord_id.clone());
@@ -945,6 +966,7 @@ impl OrderEntry {
         self.seq = self.seq.max(current.seq);
         let Some(request) = current.request else { return };
         let RequestKind::MassCancel { request_type, symbol, parts } = &request.kind else {
+            keep_if_unshared(&mut self.spare_requests, request);
             return;
         };
         let progress = self.mass.entry(request.number).or_default();
@@ -1154,6 +1176,7 @@ impl OrderEntry {
                         let key = ClOrdKey(order.session.as_str(), cl_ord_id);
                         self.release_cl_ord_id(key, ClOrdRef::Order(order_id));
                     }
+                    keep_if_unshared(&mut self.spare_orders, order);
                 }
                 Retired::Key(session, cl_ord_id) => {
                     self.release_cl_ord_id(
@@ -1304,6 +1327,43 @@ fn matches_command(request: &Request, body: &CommandBody) -> bool {
 }
 
 /// The table entry of a sequenced new order.
+/// `value` in a spare allocation if one is kept, else in a new one.
+fn reuse_or_allocate<T>(spares: &mut Vec<Arc<T>>, value: T) -> Arc<T> {
+    match spares.pop() {
+        Some(mut spare) => {
+            // Spares are kept only while unshared (`keep_if_unshared`), and nothing can have
+            // cloned one since, so this always finds the slot free.
+            *Arc::get_mut(&mut spare).expect("spares are unshared") = value;
+            spare
+        }
+        None => Arc::new(value),
+    }
+}
+
+/// `order` in a spare allocation if one is kept, else in a new one. A spare's ClOrdID chain
+/// keeps its buffer if amends or a cancel made it spill: in a steady flow of amended orders
+/// the buffers then pass from finished orders to new ones instead of being freed and allocated
+/// again.
+fn reuse_order(spares: &mut Vec<Arc<Order>>, mut order: Order) -> Arc<Order> {
+    let Some(mut spare) = spares.pop() else { return Arc::new(order) };
+    let slot = Arc::get_mut(&mut spare).expect("spares are unshared");
+    let mut chain = std::mem::take(&mut slot.chain);
+    chain.clear();
+    chain.extend(order.chain.drain(..));
+    order.chain = chain;
+    *slot = order;
+    spare
+}
+
+/// Keeps `handle`'s allocation for reuse if it is the last handle and the list has room;
+/// otherwise it is dropped as usual. A snapshot still holding an order keeps it shared, and
+/// the snapshot's thread frees it later.
+fn keep_if_unshared<T>(spares: &mut Vec<Arc<T>>, mut handle: Arc<T>) {
+    if spares.len() < SPARES_MAX && Arc::get_mut(&mut handle).is_some() {
+        spares.push(handle);
+    }
+}
+
 fn new_order_entry(request: &Request, new: &NewOrder) -> Order {
     Order {
         order_id: new.order_id.0,

@@ -31,6 +31,9 @@ pub(super) struct RetiredWindow {
     /// Entries of the first chunk that have already left the window.
     front: usize,
     len: usize,
+    /// The last chunk emptied that no snapshot shared, kept for the next one needed: a chunk
+    /// is 4,096 entries, allocated every 4,096 retirements otherwise.
+    spare: Option<Arc<Vec<Retired>>>,
 }
 
 /// The window as it was when captured; [`RetiredChunks::entries`] reads it out, oldest first.
@@ -47,7 +50,8 @@ impl RetiredWindow {
 
     pub(super) fn push_back(&mut self, entry: Retired) {
         if self.chunks.back().is_none_or(|chunk| chunk.len() == CHUNK) {
-            self.chunks.push_back(Arc::new(Vec::with_capacity(CHUNK)));
+            let chunk = self.spare.take().unwrap_or_else(|| Arc::new(Vec::with_capacity(CHUNK)));
+            self.chunks.push_back(chunk);
         }
         let back = self.chunks.back_mut().expect("a chunk with room was just ensured");
         Arc::make_mut(back).push(entry);
@@ -65,7 +69,11 @@ impl RetiredWindow {
         self.front += 1;
         self.len -= 1;
         if self.front == first.len() {
-            self.chunks.pop_front();
+            let mut emptied = self.chunks.pop_front().expect("the front chunk was just read");
+            if let Some(entries) = Arc::get_mut(&mut emptied) {
+                entries.clear();
+                self.spare = Some(emptied);
+            }
             self.front = 0;
         }
         Some(entry)
