@@ -1,8 +1,8 @@
 //! A warmed-up engine allocates nothing per command. Testkit's counting allocator, this
 //! binary's global allocator (one per binary, which is why this test has a file to itself),
-//! counts the allocations the test thread makes while a measured window of commands runs, and the test asserts there were none. Commands are
-//! generated before the window opens, and the event sink is reused, so anything counted is the
-//! engine's own.
+//! counts the allocations the test thread makes while a measured window of commands runs, and
+//! the test asserts there were none. Commands are generated before the window opens, and the
+//! event sink is reused, so anything counted is the engine's own.
 
 mod workload;
 
