@@ -214,9 +214,11 @@ pub struct Order {
     /// The current ClOrdID.
     pub cl_ord_id: ClOrdId,
     /// Every ClOrdID the order has had, oldest first, the current one last. Held inline up
-    /// to one, so that an order never amended allocates nothing for it, and retiring it
-    /// reads no memory beyond the order's own.
-    pub chain: SmallVec<[ClOrdId; 1]>,
+    /// to two, so that an order cancelled or amended once allocates nothing for it (at 65
+    /// bytes more per order than one), and retiring it reads no memory beyond the order's
+    /// own. A longer chain spills to the heap, and that buffer passes to the next order that
+    /// reuses the entry (`reuse_order`).
+    pub chain: SmallVec<[ClOrdId; 2]>,
     pub status: OrdStatus,
 }
 
