@@ -53,6 +53,13 @@ fn quick_fix_bench_reports_json_and_files() {
         }
     }
     assert!(stdout.contains("NewOrderSingle, split: due → write began p50"), "{stdout}");
+    // Arrival at the socket, by the kernel's receive timestamp, comes before the read; a
+    // generator that got no timestamps would report the read's time and an equal median.
+    let at_socket = &rate["new_orders_at_socket"];
+    assert_eq!(at_socket["commands"], rate["new_orders"]["commands"], "{last}");
+    let median = |summary: &serde_json::Value| summary["p50_ns"].as_u64().unwrap();
+    assert!(median(at_socket) < median(&rate["new_orders"]), "{last}");
+    assert!(stdout.contains("first answer at the generator's socket (kernel receive"), "{stdout}");
     assert_eq!(rate["counts"]["session_rejects"], 0, "{last}");
     assert!(value["closed_loop"]["acknowledged"].as_u64().unwrap() > 0, "{last}");
     for name in ["fix.png", "fix-newordersingle-at-5000-per-sec.hgrm"] {

@@ -32,14 +32,17 @@
 //! cancels the oldest beyond that, so the book stays bounded and a long run is steady.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, IoSliceMut, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gateway::fix::codec::{encode, format_utc_timestamp, FrameBuffer, Header};
 use gateway::Message;
 use hdrhistogram::Histogram;
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+use nix::sys::time::TimeSpec;
 use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::durable::{describe_pinning, nanos_since, pin, Schedule};
@@ -365,6 +368,11 @@ struct Client {
     stream: TcpStream,
     frames: FrameBuffer,
     read_buffer: Vec<u8>,
+    /// Room for the receive timestamp that comes with each read.
+    control_buffer: Vec<u8>,
+    /// When the bytes of the last read reached the socket, by the kernel's receive timestamp
+    /// (on the generator's clock); the read's own time if the kernel gave none.
+    arrived_ns: u64,
     outgoing: Vec<u8>,
     /// The message being built, reused.
     message: Message,
@@ -393,6 +401,10 @@ impl Client {
         // Every message is one small write that must leave now, not when Nagle decides.
         stream.set_nodelay(true)?;
         stream.set_nonblocking(true)?;
+        // The kernel stamps each segment as it reaches the socket (on loopback, inside the
+        // node's send), so that the report can tell the node's latency from the generator's
+        // own delay in getting round to reading it.
+        setsockopt(&stream, sockopt::ReceiveTimestampns, &true).map_err(std::io::Error::from)?;
         let mut sent = Vec::with_capacity(capacity);
         // Every page written once now, before anything is measured: on this VM the first write
         // to a page stalled the generator for milliseconds mid-run, which the measurement then
@@ -411,6 +423,8 @@ impl Client {
             stream,
             frames: FrameBuffer::new(BODY_LENGTH_MAX),
             read_buffer: vec![0; 256 * 1024],
+            control_buffer: nix::cmsg_space!(TimeSpec),
+            arrived_ns: 0,
             outgoing: Vec::with_capacity(1 << 20),
             message: Message::default(),
             next_seq: 1,
@@ -570,6 +584,9 @@ struct Tally {
     /// NewOrderSingle's latency in two parts: from its due time to the start of the write that
     /// sent it, and from there to its first answer.
     new_order_split_ns: [Histogram<u64>; 2],
+    /// NewOrderSingle's latency from its due time to its first answer's arrival at the socket
+    /// (the kernel's receive timestamp), and the generator's delay in reading it after that.
+    new_order_arrival_ns: [Histogram<u64>; 2],
     counts: Counts,
     /// Arrival of the last answer to a measured message.
     last_measured_answer_ns: u64,
@@ -584,6 +601,7 @@ impl Tally {
                 runner::latency_histogram(),
             ],
             new_order_split_ns: [runner::latency_histogram(), runner::latency_histogram()],
+            new_order_arrival_ns: [runner::latency_histogram(), runner::latency_histogram()],
             counts: Counts::default(),
             last_measured_answer_ns: 0,
         }
@@ -624,17 +642,24 @@ impl Client {
         if self.closed {
             return Ok(false);
         }
-        let read = match self.stream.read(&mut self.read_buffer) {
-            Ok(0) => {
+        let (read, stamp) = match self.receive() {
+            Ok((0, _)) => {
                 self.closed = true;
                 return Ok(true);
             }
-            Ok(read) => read,
+            Ok(received) => received,
             Err(error) if would_block(&error) => return Ok(false),
             Err(error) => return Err(error.into()),
         };
         // Arrival is when the bytes reach the generator, before any of them is parsed.
         let now_ns = clock.now_ns();
+        // The stamp is on the wall clock: its age, read on the same clock now, places it on
+        // the generator's. A read that takes several segments carries the last one's stamp,
+        // so an earlier answer in it is placed late, never early.
+        self.arrived_ns = stamp.map_or(now_ns, |stamp| {
+            let age = SystemTime::now().duration_since(stamp).unwrap_or_default();
+            now_ns.saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX))
+        });
         self.frames.extend(&self.read_buffer[..read]);
         while let Some(frame) = self.frames.next_frame() {
             // A frame with a bad BodyLength or CheckSum is ignored, as the standard says; the
@@ -644,6 +669,27 @@ impl Client {
             self.handle(clock, now_ns, &inbound, tally);
         }
         Ok(true)
+    }
+
+    /// Reads what the socket has, with the kernel's receive timestamp of the last segment
+    /// read, if it gave one.
+    fn receive(&mut self) -> std::io::Result<(usize, Option<SystemTime>)> {
+        let mut buffers = [IoSliceMut::new(&mut self.read_buffer)];
+        let message = recvmsg::<()>(
+            self.stream.as_raw_fd(),
+            &mut buffers,
+            Some(&mut self.control_buffer),
+            MsgFlags::empty(),
+        )
+        .map_err(std::io::Error::from)?;
+        let stamp =
+            message.cmsgs().map_err(std::io::Error::from)?.find_map(|control| match control {
+                ControlMessageOwned::ScmTimestampns(stamp) => {
+                    Some(UNIX_EPOCH + Duration::from(stamp))
+                }
+                _ => None,
+            });
+        Ok((message.bytes, stamp))
     }
 
     /// Records the first answer to message `seq`; false if it was answered before.
@@ -664,6 +710,10 @@ impl Client {
                 let [sending, answering] = &mut tally.new_order_split_ns;
                 sending.saturating_record(sent.written_ns.saturating_sub(sent.due_ns));
                 answering.saturating_record(now_ns.saturating_sub(sent.written_ns));
+                let arrived_ns = self.arrived_ns.min(now_ns);
+                let [at_socket, reading] = &mut tally.new_order_arrival_ns;
+                at_socket.saturating_record(arrived_ns.saturating_sub(sent.due_ns));
+                reading.saturating_record(now_ns - arrived_ns);
             }
             tally.last_measured_answer_ns = tally.last_measured_answer_ns.max(now_ns);
         }
@@ -1071,6 +1121,10 @@ pub struct FixRateReport {
     pub new_orders_send_delay: LatencySummary,
     /// …and from the start of that write to the first answer read.
     pub new_orders_from_write: LatencySummary,
+    /// NewOrderSingle from its due time to its first answer's arrival at the generator's
+    /// socket, by the kernel's receive timestamp: `new_orders` without the generator's own
+    /// delay in reading.
+    pub new_orders_at_socket: LatencySummary,
     pub cancels: LatencySummary,
     pub amends: LatencySummary,
     /// Counts over the whole part, warm-up included.
@@ -1241,9 +1295,23 @@ fn report_open(
         human_ns(answering.value_at_quantile(0.99)),
         human_ns(answering.value_at_quantile(0.999)),
     )?;
+    let [at_socket, reading] = &phase.tally.new_order_arrival_ns;
+    writeln!(
+        out,
+        "  NewOrderSingle → first answer at the generator's socket (kernel receive timestamp): \
+         p50 {}, p99 {}, p99.9 {}; read by the generator after it arrived: p50 {}, p99 {}, \
+         p99.9 {}",
+        human_ns(at_socket.value_at_quantile(0.5)),
+        human_ns(at_socket.value_at_quantile(0.99)),
+        human_ns(at_socket.value_at_quantile(0.999)),
+        human_ns(reading.value_at_quantile(0.5)),
+        human_ns(reading.value_at_quantile(0.99)),
+        human_ns(reading.value_at_quantile(0.999)),
+    )?;
     let achieved = phase.achieved_per_sec();
     let new_orders_send_delay = LatencySummary::new(rate, achieved, sending);
     let new_orders_from_write = LatencySummary::new(rate, achieved, answering);
+    let new_orders_at_socket = LatencySummary::new(rate, achieved, at_socket);
     let mut summaries = summaries.into_iter();
     let mut next = || summaries.next().expect("three histograms");
     Ok(FixRateReport {
@@ -1255,6 +1323,7 @@ fn report_open(
         new_orders: next(),
         new_orders_send_delay,
         new_orders_from_write,
+        new_orders_at_socket,
         cancels: next(),
         amends: next(),
         counts: *counts,
