@@ -669,15 +669,14 @@ impl Journal {
             let files = SegmentFiles { disk: Arc::new(file), stage };
             return Ok((Segment { path, first_seq }, files, map));
         }
-        let (file, mut map, view) =
-            prepare_segment(
-                &config.directory,
-                &path,
-                config.segment_bytes,
-                staged_path.as_deref(),
-                true,
-            )
-            .map_err(io(&path))?;
+        let (file, mut map, view) = prepare_segment(
+            &config.directory,
+            &path,
+            config.segment_bytes,
+            staged_path.as_deref(),
+            true,
+        )
+        .map_err(io(&path))?;
         map[..SEGMENT_HEADER_BYTES].copy_from_slice(&header);
         let stage = match staged_path.zip(view) {
             Some((staged_path, view)) => {
