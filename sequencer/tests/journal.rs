@@ -552,6 +552,42 @@ fn the_preparer_keeps_as_many_spares_as_asked_and_the_writer_takes_the_oldest() 
 }
 
 #[test]
+fn a_staged_spare_reaches_the_disk_through_the_flushers_sync_alone() {
+    // The preparer neither writes nor syncs a staged spare's disk file. Once the writer has
+    // renamed it into place, the flusher's sync must carry its header and records to the disk.
+    let dir = TempDir::new("journal", "staged-spare");
+    let (mut journal, _) = Journal::open(staged(&dir.0, &dir.0.join("stage"), 4096, LAZY)).unwrap();
+    let spare = dir.0.join("commands.spare.0");
+    assert!(eventually(|| spare.exists()), "a spare prepared");
+    assert!(std::fs::read(&spare).unwrap().iter().all(|&byte| byte == 0), "nothing written");
+    let mut seq = 0;
+    while journal.segment_first_seq() == 1 {
+        seq += 1;
+        journal.append(seq, &payload(seq)).unwrap();
+    }
+    let first_in_spare = seq;
+    for _ in 0..3 {
+        seq += 1;
+        journal.append(seq, &payload(seq)).unwrap();
+    }
+    journal.commit().unwrap();
+    let in_place = segment_files(&dir.0).pop().unwrap();
+    assert_eq!(seqs_on_disk(&in_place), Vec::<u64>::new(), "nothing on disk before a sync");
+    journal.flush().unwrap();
+    assert_eq!(journal.durable_seq(), seq);
+    assert_eq!(seqs_on_disk(&in_place), (first_in_spare..=seq).collect::<Vec<_>>());
+    // The disk files alone, without the staged copies, hold every record: the renamed spare's
+    // header reached the disk too, or recovery would take it for a segment never started.
+    let disk_only = dir.0.join("disk-only");
+    std::fs::create_dir_all(&disk_only).unwrap();
+    for segment in segment_files(&dir.0) {
+        std::fs::copy(&segment, disk_only.join(segment.file_name().unwrap())).unwrap();
+    }
+    assert_eq!(read(&disk_only), (1..=seq).collect::<Vec<_>>());
+    drop(journal);
+}
+
+#[test]
 fn a_journal_opening_removes_staging_directories_whose_data_directory_is_gone() {
     let dir = TempDir::new("journal", "orphans");
     let root = dir.0.join("stage");
